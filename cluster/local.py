@@ -1,0 +1,81 @@
+"""Start or join Ray: a private local Ray on loopback when no cluster is given, else join the cluster.
+
+A local Ray started here keeps its files under the run folder (short temp path when that is too long for
+unix sockets), uses a token written inside the run folder rather than ~/.ray, binds to 127.0.0.1, and is
+shut down by this process alone (never `ray stop`, which would kill other users' Ray on the machine).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("alma.cluster")
+
+# Unix socket paths are limited to 107 bytes; Ray appends about 60 to its temp dir.
+_MAX_TEMP_DIR = 45
+
+
+@dataclass
+class RayContext:
+    started_local: bool
+    address: str
+    temp_dir: str | None
+
+
+def _auth_token(run_dir: Path) -> Path:
+    path = run_dir / "ray" / "auth_token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path
+
+
+def start_ray(run_dir: Path, address: str | None = None, host: str = "127.0.0.1",
+              num_cpus: int | None = None) -> RayContext:
+    """Join `address` (or RAY_ADDRESS) if given; otherwise start a private local Ray on `host`."""
+    import ray
+
+    runtime_env = {"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TOKENIZERS_PARALLELISM": "false"}}
+    address = address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():
+        return RayContext(False, ray.get_runtime_context().gcs_address, None)
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        log.info("joined Ray cluster at %s", address)
+        return RayContext(False, address, None)
+    run_dir = run_dir.resolve()
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    os.environ.setdefault("RAY_AUTH_TOKEN_PATH", str(_auth_token(run_dir)))
+    temp_dir = str(run_dir / "ray")
+    if len(temp_dir) > _MAX_TEMP_DIR:
+        temp_dir = tempfile.mkdtemp(prefix="alma-ray-")
+    cpus = num_cpus or max(4, os.cpu_count() or 1)
+    ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address=host, _temp_dir=temp_dir,
+             runtime_env=runtime_env, log_to_driver=False, configure_logging=False)
+    log.info("started a local Ray on %s (%d logical CPUs, files in %s)", host, cpus, temp_dir)
+    return RayContext(True, ray.get_runtime_context().gcs_address, temp_dir)
+
+
+def stop_ray(ctx: RayContext) -> None:
+    """Tear down only what this process started: Serve apps of this run and, if local, its own Ray."""
+    import ray
+
+    if not ray.is_initialized():
+        return
+    if ctx.started_local:
+        try:
+            from ray import serve
+
+            serve.shutdown()
+        except Exception as e:  # shutting down is best effort; the Ray shutdown below still ends all
+            log.warning("serve shutdown: %s", e)
+        ray.shutdown()

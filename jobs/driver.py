@@ -1,0 +1,71 @@
+"""The driver: runs the whole recipe as one Ray job (`alma run`, or `ray job submit -- alma run`).
+
+Seeds are validated before anything is written or started, so bad input costs nothing. Then: a local Ray
+(or the cluster in RAY_ADDRESS), Serve apps for the generators and the judge, step 0 (initial models),
+step 1 (prompt pool), and R rounds. Each stage commits atomically; rerunning the same command resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from alma.config import AlmaConfig
+from alma.core.judge_prompt import load_rubric
+from alma.core.manifest import write_json_atomic
+from alma.core.seeds import bundled, file_fingerprint, load_judge, load_sft
+from alma.jobs.rounds import RoundResult
+from alma.jobs.run_context import RunContext, say
+
+
+def format_table(results: list[RoundResult]) -> str:
+    head = f"{'round':>5} {'prompts':>7} {'responses':>9} {'mean score (all)':>16} {'mean score (best)':>17} " \
+           f"{'train rows':>10} {'seconds':>8}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        lines.append(f"{r.round:>5} {r.prompts:>7} {r.responses:>9} {r.mean_score_all:>16.3f} "
+                     f"{r.mean_score_best:>17.3f} {r.train_examples:>10} {r.seconds:>8.1f}")
+    return "\n".join(lines)
+
+
+def run(cfg: AlmaConfig, force: bool = False) -> dict:
+    """Run (or resume) the configured ALMA run; returns the summary also written to summary.json."""
+    from alma.cluster.local import start_ray, stop_ray
+    from alma.cluster.serve_apps import deploy_generator, deploy_judge, start_serve
+    from alma.jobs.initial_models import initial_models
+    from alma.jobs.pool import build_pool
+    from alma.jobs.rounds import run_round
+    from alma.models import resolve_model
+
+    sft_file = Path(cfg.seed_sft) if cfg.seed_sft else bundled("sft.jsonl")
+    judge_file = Path(cfg.seed_judge) if cfg.seed_judge else bundled("judge.jsonl")
+    seed_sft, seed_judge = load_sft(sft_file), load_judge(judge_file)
+    rubric = load_rubric(cfg.judge.rubric)
+    started = time.time()
+    ctx = RunContext(cfg, cfg.run_dir())
+    ctx.open(force=force)
+    write_json_atomic(ctx.run_dir / "seeds.json", {
+        "sft": {"path": str(sft_file), "sha256": file_fingerprint(sft_file), "rows": len(seed_sft)},
+        "judge": {"path": str(judge_file), "sha256": file_fingerprint(judge_file), "rows": len(seed_judge)}})
+    say(f"run folder {ctx.run_dir} ({len(seed_sft)} SFT seed rows, {len(seed_judge)} judge seed rows)")
+    base = resolve_model(cfg.model.base).resolve()
+    ray_ctx = start_ray(ctx.run_dir, cfg.cluster.address, cfg.cluster.host, cfg.cluster.num_cpus)
+    try:
+        start_serve()
+        sft_paths, judge_path = initial_models(ctx, base, seed_sft, seed_judge, rubric)
+        deploy_generator(cfg)
+        pool_file = build_pool(ctx, base, [e.user_prompt for e in seed_sft])
+        deploy_judge(cfg, str(judge_path.resolve()), rubric)
+        results = [run_round(ctx, r, base, pool_file, sft_paths, seed_sft) for r in range(1, cfg.rounds + 1)]
+    finally:
+        stop_ray(ray_ctx)
+    summary = {"run_dir": str(ctx.run_dir), "config_hash": ctx.config_hash, "base": str(base),
+               "rounds": [{**asdict(r), "checkpoint": str(r.checkpoint)} for r in results],
+               "stage_seconds": ctx.timings, "wall_seconds": round(time.time() - started, 1),
+               "final_checkpoint": str(results[-1].checkpoint)}
+    write_json_atomic(ctx.run_dir / "summary.json", summary)
+    say("done\n" + format_table(results))
+    say(f"final model: {results[-1].checkpoint}  (summary: {ctx.run_dir / 'summary.json'})")
+    return json.loads(json.dumps(summary))

@@ -1,0 +1,61 @@
+"""Config loading: presets, YAML layering, --set overrides, and one-line errors."""
+
+import pytest
+
+from alma.config import PRESETS, AlmaConfig, load_config
+from alma.core.errors import ConfigError
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_presets_load(preset):
+    cfg = load_config(preset)
+    assert cfg.name == preset and cfg.rounds >= 1
+
+
+def test_every_field_has_help_text():
+    def walk(model):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no help text"
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, AlmaConfig.__mro__[1]):
+                walk(ann)
+    walk(AlmaConfig)
+
+
+def test_layering_and_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("rounds: 5\nround:\n  responses_per_prompt: 9\n")
+    cfg = load_config("tiny", f, ["rounds=3", "round.sampling.temperature=0.5", "pool.sampling.stop=[]"])
+    assert cfg.rounds == 3 and cfg.round.responses_per_prompt == 9
+    assert cfg.round.sampling.temperature == 0.5 and cfg.pool.sampling.stop == []
+    assert cfg.model.base == "builtin:tiny"
+
+
+def test_fingerprint_ignores_location_only():
+    a = load_config("tiny")
+    assert a.fingerprint() == load_config("tiny", overrides=["out_dir=/x", "serve.max_replicas=3"]).fingerprint()
+    assert a.fingerprint() != load_config("tiny", overrides=["rounds=3"]).fingerprint()
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["bogus=1"], "unknown key 'bogus'"),
+    (["round.responses_per_prompt=0"], "'round.responses_per_prompt'"),
+    (["rounds=two"], "'rounds'"),
+    (["round.checkpoint_mix={sft-1: -1}"], "checkpoint_mix"),
+    (["round.checkpoint_mix={sft-9: 1}"], "unknown checkpoints"),
+    (["pool.min_chars=500", "pool.max_chars=10"], "min_chars"),
+    (["noequals"], "KEY=VALUE"),
+])
+def test_bad_config_is_one_line(overrides, fragment):
+    with pytest.raises(ConfigError) as e:
+        load_config("tiny", overrides=overrides)
+    assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bad_yaml_file(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("rounds: [1,\n")
+    with pytest.raises(ConfigError, match="bad.yaml:"):
+        load_config("tiny", f)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        load_config("nope")
