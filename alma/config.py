@@ -108,7 +108,9 @@ class JudgeConfig(_Strict):
     scoring: Literal["expected"] = Field(
         "expected", description="How a score is read: probability-weighted mean over 0..10 (paper)."
     )
-    rubric: str | None = Field(None, description="Path to a 0..10 rubric (markdown); None: the bundled one.")
+    rubric: str | None = Field(
+        None, description="File with the 0..10 scale text put in every judge prompt; None: a built-in one-line "
+        "scale (the full annotator rubric is alma/seeds/rubric.md).")
 
 
 class TrainConfig(_Strict):
@@ -121,7 +123,7 @@ class TrainConfig(_Strict):
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     max_length: int = Field(512, ge=16, description="Longest training sequence in tokens (truncated).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    warmup_ratio: float = Field(0.0, ge=0, le=1, description="Share of steps with linear warm-up.")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps with linear warm-up.")
     num_workers: int = Field(1, ge=1, description="Ray Train workers (data parallel).")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per training worker.")
     use_gpu: bool = Field(False, description="Train on GPUs (one per worker).")

@@ -37,13 +37,29 @@ def _auth_token(run_dir: Path) -> Path:
     return path
 
 
+def _local_env(run_dir: Path) -> None:
+    """Environment of a private local Ray: loopback only, token auth with the run's own token."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(_auth_token(run_dir))
+    try:  # Ray caches its config at import; re-read it when Ray was imported before us (e.g. in tests)
+        from ray._raylet import Config
+
+        Config.initialize("")
+    except ImportError:
+        pass
+
+
 def start_ray(run_dir: Path, address: str | None = None, host: str = "127.0.0.1",
               num_cpus: int | None = None) -> RayContext:
     """Join `address` (or RAY_ADDRESS) if given; otherwise start a private local Ray on `host`."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        _local_env(run_dir.resolve())
     import ray
 
     runtime_env = {"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TOKENIZERS_PARALLELISM": "false"}}
-    address = address or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
         return RayContext(False, ray.get_runtime_context().gcs_address, None)
     if address:
@@ -51,10 +67,6 @@ def start_ray(run_dir: Path, address: str | None = None, host: str = "127.0.0.1"
         log.info("joined Ray cluster at %s", address)
         return RayContext(False, address, None)
     run_dir = run_dir.resolve()
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
-    os.environ.setdefault("RAY_AUTH_TOKEN_PATH", str(_auth_token(run_dir)))
     temp_dir = str(run_dir / "ray")
     if len(temp_dir) > _MAX_TEMP_DIR:
         temp_dir = tempfile.mkdtemp(prefix="alma-ray-")

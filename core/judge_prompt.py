@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alma.core.seeds import bundled
-
 LABELS = tuple(str(i) for i in range(11))
 
 TEMPLATE = """Please act as an impartial judge and rate the response of an AI assistant to the user's \
 request below. Consider helpfulness, relevance, accuracy, depth, creativity and level of detail. \
-Use this rubric:
-{rubric}
+Scale: {rubric}
 Answer with the rating only, strictly in this format: "Rating: [[N]]" where N is an integer from 0 to 10.
 
 [User request]
@@ -25,8 +22,16 @@ Answer with the rating only, strictly in this format: "Rating: [[N]]" where N is
 {response}"""
 
 
+# The scale as the judge sees it: one line, because it is read on every one of millions of judgments.
+# The full annotator rubric (alma/seeds/rubric.md) is what people use to label the judge seed.
+SCALE = ("0 = unusable, off-topic or harmful; 2 = mostly wrong; 4 = partly correct with notable errors; "
+         "5 = acceptable but minimal; 7 = good, clear and useful; 9 = excellent and thorough; "
+         "10 = outstanding, nothing to add.")
+
+
 def load_rubric(path: str | None) -> str:
-    return Path(path).read_text(encoding="utf-8").strip() if path else bundled("rubric.md").read_text().strip()
+    """The scale text put into every judge prompt: the config's file, or the built-in one-line SCALE."""
+    return Path(path).read_text(encoding="utf-8").strip() if path else SCALE
 
 
 def judge_messages(prompt: str, response: str, rubric: str) -> list[dict[str, str]]:

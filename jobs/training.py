@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +54,9 @@ def _train_loop(config: dict[str, Any]) -> None:
     tokenizer = AutoTokenizer.from_pretrained(config["base"])
     model = AutoModelForCausalLM.from_pretrained(config["base"], dtype=torch.float32, use_safetensors=True)
     out = Path(config["output"])
+    scratch = tempfile.mkdtemp(prefix="alma-train-")  # the Trainer wants a folder; nothing is kept there
     args = SFTConfig(
-        output_dir=str(out.parent / f".{out.name}-scratch"),
+        output_dir=scratch,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         learning_rate=cfg.learning_rate,
@@ -61,7 +64,7 @@ def _train_loop(config: dict[str, Any]) -> None:
         gradient_accumulation_steps=cfg.grad_accum,
         max_length=cfg.max_length,
         weight_decay=cfg.weight_decay,
-        warmup_ratio=cfg.warmup_ratio,
+        warmup_steps=cfg.warmup_ratio,
         lr_scheduler_type="linear",
         seed=config["seed"],
         data_seed=config["seed"],
@@ -75,13 +78,20 @@ def _train_loop(config: dict[str, Any]) -> None:
         dataloader_num_workers=0,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
-    result = trainer.train()
+    # TRL drops rows whose completion is truncated away entirely; say so instead of training on nothing.
+    used = len(trainer.train_dataset)
+    if used == 0:
+        raise ValueError(f"every training row is longer than max_length={cfg.max_length} tokens; raise it")
+    try:
+        result = trainer.train()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics = {"steps": result.global_step, "train_loss": result.training_loss,
                "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-               "examples": len(ds), "seconds": result.metrics.get("train_runtime")}
+               "examples": len(ds), "examples_used": used, "seconds": result.metrics.get("train_runtime")}
     if ray.train.get_context().get_world_rank() == 0:
-        trainer.save_model(str(out))
+        trainer.model.save_pretrained(str(out), safe_serialization=True)
         tokenizer.save_pretrained(str(out))
         (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     ray.train.report(metrics)
