@@ -1,0 +1,30 @@
+"""The CLI edge: user errors are one line on stderr, exit code 2, nothing written."""
+
+import os
+import subprocess
+import sys
+
+
+def alma(args, cwd):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "alma.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=120)
+
+
+def test_bad_seed_row_exits_2_with_one_line(tmp_path):
+    bad = tmp_path / "judge.jsonl"
+    bad.write_text('{"prompt": "p", "response": "r", "score": 4}\n{"prompt": "p2", "response": "r2", "score": 12}\n')
+    res = alma(["run", "--preset", "tiny", "--seed-judge", str(bad), "--out", str(tmp_path / "run")], tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"alma: error: {bad}:2: field 'score': 12 is outside 0..10"
+    assert not (tmp_path / "run").exists(), "nothing is written for bad input"
+
+
+def test_bad_config_and_check_seeds(tmp_path):
+    res = alma(["config", "--preset", "tiny", "--set", "round.responses_per_prompt=0"], tmp_path)
+    assert res.returncode == 2 and "round.responses_per_prompt" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    ok = alma(["check-seeds", "--seed-sft", "alma/seeds/sft.jsonl"], os.path.dirname(os.path.dirname(__file__)))
+    assert ok.returncode == 0 and "SFT rows OK" in ok.stdout
+    missing = alma(["run", "--seed-sft", str(tmp_path / "nope.jsonl")], tmp_path)
+    assert missing.returncode == 2 and "file not found" in missing.stderr
