@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except AlmaError as e:
         print(f"alma: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("alma: interrupted; committed stages are kept, run the same command to resume", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -48,6 +48,9 @@ class ModelConfig(_Strict):
     )
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="Inference dtype of the engines.")
     max_batch_size: int = Field(16, ge=1, description="Largest batch one engine call runs at once.")
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads per engine (None: every core of the node; Ray would give a "
+        "fractional-CPU replica one thread, which halves CPU inference on a small machine).")
 
 
 class PoolConfig(_Strict):

@@ -27,7 +27,8 @@ def _deployment_options(cfg: AlmaConfig) -> dict[str, Any]:
 
 
 def _engine_args(cfg: AlmaConfig) -> dict[str, Any]:
-    return {"engine": cfg.model.engine, "dtype": cfg.model.dtype, "max_batch_size": cfg.model.max_batch_size}
+    return {"engine": cfg.model.engine, "dtype": cfg.model.dtype, "max_batch_size": cfg.model.max_batch_size,
+            "threads": cfg.model.threads}
 
 
 def start_serve() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alma.engines.base import Engine
@@ -9,6 +10,7 @@ from alma.engines.base import Engine
 
 def load_engine(kind: str, checkpoint: str | Path, dtype: str = "float32", max_batch_size: int = 16,
                 threads: int | None = None) -> Engine:
+    threads = threads or os.cpu_count() or 1
     if kind == "transformers":
         from alma.engines.transformers_engine import TransformersEngine
 

@@ -21,6 +21,10 @@ from alma.jobs.streaming import read_table, stream_through
 POOL_FILE = "prompts.parquet"
 
 
+def _attempt(request_id: str) -> int:
+    return int(request_id.rsplit("-", 1)[1])
+
+
 def build_pool(ctx: RunContext, base: Path, seed_prompts: list[str]) -> Path:
     cfg = ctx.cfg.pool
     out = ctx.run_dir / "pool"
@@ -33,14 +37,14 @@ def build_pool(ctx: RunContext, base: Path, seed_prompts: list[str]) -> Path:
                     for i, s in enumerate(shots)]
         stream_through(requests, GenerateCaller, ctx.cfg, w.path / "raw",
                        {"sampling": cfg.sampling.model_dump()})
-        raw = read_table(w.path / "raw").to_pylist()
-        raw.sort(key=lambda r: int(r["prompt_id"].split("-")[1]))
+        # Attempt order, not arrival order: which duplicate is kept must not depend on scheduling.
+        raw = sorted(read_table(w.path / "raw").to_pylist(), key=lambda r: _attempt(r["prompt_id"]))
         filt = PromptFilter(cfg.min_chars, cfg.max_chars, cfg.min_letter_ratio,
                             blocked={normalize(p) for p in seed_prompts})
         kept = []
         for row in raw:
             text = parse_reply(row["response"])
-            if filt.keep(text, shots[int(row["prompt_id"].split("-")[1])]):
+            if filt.keep(text, shots[_attempt(row["prompt_id"])]):
                 kept.append({"prompt_id": prompt_id(text), "prompt": text, "attempt": row["prompt_id"]})
         pq.write_table(pa.Table.from_pylist(kept, schema=pa.schema(
             [("prompt_id", pa.string()), ("prompt", pa.string()), ("attempt", pa.string())])), w.path / POOL_FILE)

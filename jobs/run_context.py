@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 import yaml
+from pydantic import ValidationError
 
 from alma.config import AlmaConfig, dump_config
 from alma.core.errors import RunStateError
@@ -61,8 +62,10 @@ class RunContext:
         """Create the run folder, or check that an existing one was made with the same config."""
         config_path = self.run_dir / "config.yaml"
         if config_path.exists() and not force:
-            old = yaml.safe_load(config_path.read_text()) or {}
-            old_hash = AlmaConfig.model_validate(old).fingerprint() if old else ""
+            try:
+                old_hash = AlmaConfig.model_validate(yaml.safe_load(config_path.read_text()) or {}).fingerprint()
+            except (yaml.YAMLError, ValidationError):
+                old_hash = "unreadable"
             if old_hash != self.config_hash:
                 raise RunStateError(
                     f"{self.run_dir} holds a run with another config; resume it with the same config, "
