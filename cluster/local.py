@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ class RayContext:
     started_local: bool
     address: str
     temp_dir: str | None
+    owns_temp_dir: bool = False  # a short /tmp folder made because the run folder's path was too long
 
 
 def _auth_token(run_dir: Path) -> Path:
@@ -68,13 +70,14 @@ def start_ray(run_dir: Path, address: str | None = None, host: str = "127.0.0.1"
         return RayContext(False, address, None)
     run_dir = run_dir.resolve()
     temp_dir = str(run_dir / "ray")
-    if len(temp_dir) > _MAX_TEMP_DIR:
+    owns_temp_dir = len(temp_dir) > _MAX_TEMP_DIR
+    if owns_temp_dir:
         temp_dir = tempfile.mkdtemp(prefix="alma-ray-")
     cpus = num_cpus or max(4, os.cpu_count() or 1)
     ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address=host, _temp_dir=temp_dir,
              runtime_env=runtime_env, log_to_driver=False, configure_logging=False)
     log.info("started a local Ray on %s (%d logical CPUs, files in %s)", host, cpus, temp_dir)
-    return RayContext(True, ray.get_runtime_context().gcs_address, temp_dir)
+    return RayContext(True, ray.get_runtime_context().gcs_address, temp_dir, owns_temp_dir)
 
 
 def stop_ray(ctx: RayContext) -> None:
@@ -91,3 +94,5 @@ def stop_ray(ctx: RayContext) -> None:
         except Exception as e:  # shutting down is best effort; the Ray shutdown below still ends all
             log.warning("serve shutdown: %s", e)
         ray.shutdown()
+        if ctx.owns_temp_dir and ctx.temp_dir:
+            shutil.rmtree(ctx.temp_dir, ignore_errors=True)
