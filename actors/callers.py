@@ -58,15 +58,18 @@ class GenerateCaller:
 
 
 class JudgeCaller:
-    """Adds `score` (float) and `distribution` (11 floats) to rows holding prompt and response."""
+    """Adds `score` (float; NaN when a sampled judgment parsed nothing), `distribution` (11 floats) and
+    `missing` (unparseable sampled replies) to rows holding prompt and response. `mode` overrides the
+    judge's configured scoring mode."""
 
-    def __init__(self):
+    def __init__(self, mode: str | None = None):
         self._handle = _handle(JUDGE_APP, "Judge")
+        self._mode = mode
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         pairs = [{"prompt": str(p), "response": str(r)} for p, r in zip(batch["prompt"], batch["response"])]
-        results = self._handle.score.remote(pairs).result()
+        results = self._handle.score.remote(pairs, self._mode).result()
         out = {k: list(v) for k, v in batch.items()}
-        out["score"] = [r["score"] for r in results]
-        out["distribution"] = [r["distribution"] for r in results]
+        for key in ("score", "distribution", "missing"):
+            out[key] = [r[key] for r in results]
         return out

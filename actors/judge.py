@@ -1,8 +1,9 @@
-"""The judge deployment: scores (prompt, response) pairs with one forward pass each.
+"""The judge deployment: scores (prompt, response) pairs in the run's scoring mode (core.judge_modes).
 
-The score is the probability-weighted mean of the labels 0..10, read from the judge's renormalised
-next-token distribution after "Rating: [[" (the paper's "score aggregation"); the distribution itself is
-returned too, so callers can audit it or aggregate differently.
+`expected` (the default, the paper's "score aggregation") is one forward pass per judgment: the
+probability-weighted mean of the labels 0..10 read after "Rating: [["; `argmax` reads the same pass;
+`sampled` writes k judgments. The distribution is returned too, so callers can audit it or aggregate
+differently.
 """
 
 from __future__ import annotations
@@ -13,30 +14,39 @@ from typing import Any
 from ray import serve
 
 from alma.cluster.loopback import keep_replica_grpc_on_loopback
-from alma.core.judge_prompt import LABELS, judge_messages
-from alma.core.scoring import expected_score
+from alma.core.judge_modes import batch_seed, check_mode, judge
+from alma.core.judge_prompt import judge_messages
 from alma.engines.factory import load_engine
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8)
 class Judge:
-    def __init__(self, checkpoint: str, rubric: str, answer_prefix: str, engine: str = "transformers",
+    def __init__(self, checkpoint: str, rubric: str, answer_prefix: str, scoring: str = "expected",
+                 samples: int = 5, sample_temperature: float = 1.0, engine: str = "transformers",
                  dtype: str = "float32", max_batch_size: int = 16, threads: int | None = None):
         keep_replica_grpc_on_loopback()
         self.checkpoint = checkpoint
         self._rubric, self._prefix = rubric, answer_prefix
+        self._mode, self._samples, self._temperature = check_mode(scoring), samples, sample_temperature
         self._engine = load_engine(engine, checkpoint, dtype, max_batch_size, threads)
         self._lock = asyncio.Lock()
 
-    def _score(self, pairs: list[dict[str, str]]) -> list[dict[str, Any]]:
+    def _score(self, pairs: list[dict[str, str]], mode: str) -> list[dict[str, Any]]:
         conversations = [judge_messages(p["prompt"], p["response"], self._rubric) for p in pairs]
-        dists = self._engine.score_distribution(conversations, self._prefix, LABELS)
-        return [{"score": expected_score(d), "distribution": list(d)} for d in dists]
+        # Seeded by the pairs themselves, so that rescoring a batch (a retried stage) samples the same.
+        seed = batch_seed(text for p in pairs for text in (p["prompt"], p["response"]))
+        judgments = judge(self._engine, conversations, self._prefix, mode, self._samples, self._temperature, seed)
+        return [j.as_dict() for j in judgments]
 
-    async def score(self, pairs: list[dict[str, str]]) -> list[dict[str, Any]]:
-        """One {score, distribution} per {prompt, response}, in order."""
+    async def score(self, pairs: list[dict[str, str]], mode: str | None = None) -> list[dict[str, Any]]:
+        """One {score, distribution, mode, missing} per {prompt, response}, in order.
+
+        `mode` overrides the configured scoring mode for this call: self-distillation labels with the
+        expected score whatever mode the rounds are judged in.
+        """
+        mode = check_mode(mode) if mode is not None else self._mode
         async with self._lock:
-            return await asyncio.to_thread(self._score, pairs)
+            return await asyncio.to_thread(self._score, pairs, mode)
 
     def check_health(self) -> None:
         """Serve calls this periodically; a replica that raises here is replaced."""

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from alma.config import DEFAULT_PRESET, PRESETS, dump_config, load_config
 from alma.core.errors import AlmaError
+from alma.jobs.judge_eval import add_arguments as add_eval_arguments
 
 
-def _add_config_args(p: argparse.ArgumentParser) -> None:
+def _add_preset_args(p: argparse.ArgumentParser, set_example: str, out_help: str) -> None:
+    """--preset, --config, --set and --out: how every command that builds a config layers it."""
     p.add_argument("--preset", choices=PRESETS, default=None,
                    help=f"built-in configuration to start from (default: {DEFAULT_PRESET})")
     p.add_argument("--config", metavar="FILE", help="YAML file layered over the preset")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one field, dotted path, e.g. --set rounds=3 --set round.responses_per_prompt=8")
-    p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<name>)")
+                   help=f"override one field, dotted path, e.g. {set_example}")
+    p.add_argument("--out", metavar="DIR", help=out_help)
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    _add_preset_args(p, "--set rounds=3 --set round.responses_per_prompt=8", "run folder (default: runs/<name>)")
     p.add_argument("--seed-sft", metavar="FILE", help="SFT seed data, JSONL or Parquet (default: bundled)")
     p.add_argument("--seed-judge", metavar="FILE", help="judge seed triplets, JSONL or Parquet (default: bundled)")
 
@@ -27,6 +34,57 @@ def _config(args: argparse.Namespace):
         if value is not None:
             overrides.append(f"{key}={value}")
     return load_config(args.preset, args.config, overrides)
+
+
+def _add_judge_serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, metavar="PATH",
+                   help="judge checkpoint folder (e.g. runs/<name>/checkpoints/judge) or builtin:tiny")
+    p.add_argument("--host", help="interface to listen on (default: judge_serve.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="HTTP port (default: judge_serve.port, 8420)")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="file holding the bearer token clients must send (default: $ALMA_JUDGE_TOKEN; "
+                   "neither: no auth)")
+    _add_preset_args(p, "--set judge_serve.max_batch_size=32",
+                     "folder for the local Ray's files (default: runs/<name>)")
+
+
+def _add_judge_score_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", required=True, help="the service, e.g. http://127.0.0.1:8420")
+    p.add_argument("--prompt", required=True, help="the user's request")
+    p.add_argument("--response", dest="responses", action="append", required=True, metavar="TEXT",
+                   help="the response to score; repeat it to rank several (POST /v1/rank)")
+    p.add_argument("--token-file", metavar="FILE", help="file holding the bearer token (default: $ALMA_JUDGE_TOKEN)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the answer (default 60)")
+
+
+def _judge_serve_config(args: argparse.Namespace):
+    overrides = list(args.overrides)
+    for flag, key in (("out", "out_dir"), ("host", "judge_serve.host"), ("port", "judge_serve.port"),
+                      ("token_file", "judge_serve.token_file")):
+        value = getattr(args, flag)
+        if value is not None:  # JSON-quoted, so YAML reads a path or host as text whatever it looks like
+            overrides.append(f"{key}={json.dumps(value)}")
+    return load_config(args.preset, args.config, overrides)
+
+
+def _judge_serve(args: argparse.Namespace) -> None:
+    from alma.cluster.judge_service import serve_judge
+    from alma.core.judge_service import load_token
+
+    cfg = _judge_serve_config(args)
+    serve_judge(cfg, args.checkpoint, load_token(cfg.judge_serve.token_file))
+
+
+def _judge_score(args: argparse.Namespace) -> None:
+    from alma.core.judge_service import load_token
+    from alma.judge_client import call
+
+    token = load_token(args.token_file)
+    if len(args.responses) == 1:
+        route, body = "/v1/score", {"prompt": args.prompt, "response": args.responses[0]}
+    else:
+        route, body = "/v1/rank", {"prompt": args.prompt, "responses": args.responses}
+    print(json.dumps(call(args.url, route, body, token, args.timeout), indent=2))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-seeds", help="validate seed files without running anything")
     check.add_argument("--seed-sft", metavar="FILE")
     check.add_argument("--seed-judge", metavar="FILE")
+    judge = sub.add_parser("judge", help="the judge on its own")
+    judge_sub = judge.add_subparsers(dest="judge_command", required=True)
+    add_eval_arguments(judge_sub.add_parser(
+        "eval", help="measure the base, fine-tuned and distilled judges on held-out triplets, per scoring mode"))
+    _add_judge_serve_args(judge_sub.add_parser(
+        "serve", help="serve a judge checkpoint over HTTP (Ray Serve, batching, bearer token) until Ctrl-C"))
+    _add_judge_score_args(judge_sub.add_parser("score", help="score responses with a served judge"))
     return parser
 
 
@@ -60,6 +125,14 @@ def main(argv: list[str] | None = None) -> int:
             from alma.jobs.driver import run
 
             run(_config(args), force=args.force)
+        elif args.command == "judge" and args.judge_command == "serve":
+            _judge_serve(args)
+        elif args.command == "judge" and args.judge_command == "score":
+            _judge_score(args)
+        elif args.command == "judge" and args.judge_command == "eval":
+            from alma.jobs.judge_eval import judge_eval_main
+
+            return judge_eval_main(args)
     except AlmaError as e:
         print(f"alma: error: {e}", file=sys.stderr)
         return 2

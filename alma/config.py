@@ -67,6 +67,27 @@ class PoolConfig(_Strict):
         default_factory=lambda: SamplingConfig(max_new_tokens=48, temperature=1.0, top_p=0.95, stop=["\n"]),
         description="Decoding of the base model when it writes prompts.",
     )
+    near_dup_threshold: float = Field(
+        0.7, gt=0.0, le=1.0, description="A prompt whose MinHash-estimated Jaccard similarity (over word "
+        "shingles) with a kept or seed prompt reaches this is dropped as a near-duplicate.")
+    near_dup_shingle: int = Field(2, ge=1, le=8, description="Words per shingle for near-duplicate detection.")
+    near_dup_perms: int = Field(
+        128, ge=8, le=1024, description="MinHash permutations per prompt (more: a sharper LSH threshold, slower).")
+    embed_layer: int = Field(
+        -1, description="Hidden state of the BASE model embedded for clustering: an index into its "
+        "num_layers + 1 hidden states (0: token embeddings, -1: last layer; the paper does not say which).")
+    embed_pooling: Literal["mean", "last"] = Field(
+        "mean", description="How a prompt's token hidden states become one vector: their mean or the last token's.")
+    embed_max_tokens: int = Field(128, ge=1, description="Tokens of a prompt embedded (the rest is cut off).")
+    embed_batch: int = Field(64, ge=1, description="Pool rows per Ray Data embedding batch.")
+    embed_actors: int = Field(
+        1, ge=1, description="Ray Data actors embedding at once, each holding the base model (CPU/GPU share "
+        "as a Serve replica: serve.num_cpus, serve.num_gpus).")
+    clusters: int = Field(
+        1000, ge=1, description="k of the mini-batch k-means over the pool's embeddings (paper: 1M for a "
+        "100M pool); capped at the pool's size.")
+    kmeans_batch: int = Field(4096, ge=16, description="Rows per mini-batch k-means step (streamed from Parquet).")
+    kmeans_epochs: int = Field(3, ge=1, le=100, description="Passes of mini-batch k-means over the pool.")
 
     @model_validator(mode="after")
     def _bounds(self) -> "PoolConfig":
@@ -85,9 +106,9 @@ class RoundConfig(_Strict):
         description="Relative share of the N responses per checkpoint: 'sft-<i>' (initial SFT models) and "
         "'latest' (previous round's model; in round 1 its share goes to the SFT models). Paper: 1:1:1.",
     )
-    draw: Literal["random"] = Field(
-        "random", description="How prompts are drawn from the pool (clustered drawing: see issue 4)."
-    )
+    draw: Literal["clustered", "random"] = Field(
+        "clustered", description="How a round's K prompts are drawn from the unused pool: 'clustered' (paper: "
+        "K distinct pool.clusters clusters, one prompt each) or 'random' (uniform; the paper's ablation).")
     sampling: SamplingConfig = Field(
         default_factory=SamplingConfig, description="Decoding of the checkpoints when they answer prompts."
     )
@@ -108,9 +129,20 @@ class JudgeConfig(_Strict):
     answer_prefix: str = Field(
         "Rating: [[", description="Text the judge's answer starts with; the score token follows it."
     )
-    scoring: Literal["expected"] = Field(
-        "expected", description="How a score is read: probability-weighted mean over 0..10 (paper)."
-    )
+    scoring: Literal["expected", "argmax", "sampled"] = Field(
+        "expected", description="How a score is read: 'expected' (paper: probability-weighted mean over the "
+        "renormalised 0..10 label probabilities, one forward pass), 'argmax' (the most probable label: the "
+        "integer the judge would write) or 'sampled' (judge.samples sampled judgments parsed from [[N]] and "
+        "averaged; unparseable ones are counted as missing, never scored).")
+    samples: int = Field(5, ge=1, le=100, description="k: judgments sampled per pair in the 'sampled' mode.")
+    sample_temperature: float = Field(
+        1.0, gt=0.0, le=5.0, description="Temperature of the 'sampled' mode (1: the judge's own distribution).")
+    holdout_fraction: float = Field(
+        0.25, ge=0.0, lt=1.0, description="Share of the judge seed's prompts held out of judge training for "
+        "`alma judge eval`, split by prompt (both responses together), chosen from `seed`; 0: none.")
+    distill_pairs: int = Field(
+        20000, ge=0, description="M: round-1 responses the judge labels with its expected score and is then "
+        "trained further on (self-distillation, paper: 20k; all responses if fewer; 0: off).")
     rubric: str | None = Field(
         None, description="File with the 0..10 scale text put in every judge prompt; None: a built-in one-line "
         "scale (the full annotator rubric is alma/seeds/rubric.md).")
@@ -153,6 +185,38 @@ class ServeConfig(_Strict):
         return self
 
 
+class JudgeServeConfig(_Strict):
+    """`alma judge serve`: the judge as an HTTP endpoint (Ray Serve, request batching, bearer-token auth)."""
+
+    host: str = Field("127.0.0.1", description="Interface the HTTP endpoint listens on; an address other than "
+                      "loopback is refused unless a token is configured.")
+    port: int = Field(8420, ge=1, le=65535, description="HTTP port; outside Ray's worker ports 10002-19999.")
+    token_file: str | None = Field(
+        None, description="File holding the bearer token clients must send; None: $ALMA_JUDGE_TOKEN, and no "
+        "auth when that is unset too.")
+    model_name: str | None = Field(None, description="Name answered as `model`; None: the checkpoint folder's name.")
+    max_body_bytes: int = Field(1_048_576, ge=256, description="Largest request body accepted (413 above it).")
+    max_responses: int = Field(16, ge=1, description="Most responses one /v1/rank request may hold.")
+    max_batch_size: int = Field(
+        16, ge=1, description="Most judgments the endpoint groups from concurrent requests into one judge call.")
+    batch_wait_timeout_s: float = Field(
+        0.02, ge=0, le=10, description="How long a batch waits for more requests after its first one (seconds).")
+
+    @field_validator("port")
+    @classmethod
+    def _outside_ray_ports(cls, port: int) -> int:
+        if 10002 <= port <= 19999:
+            raise ValueError(f"{port} is in Ray's worker port range 10002-19999; choose another")
+        return port
+
+    @model_validator(mode="after")
+    def _one_ranking_per_batch(self) -> "JudgeServeConfig":
+        if self.max_responses > self.max_batch_size:
+            raise ValueError(f"max_responses ({self.max_responses}) is above max_batch_size "
+                             f"({self.max_batch_size}): one ranking must fit in one batch")
+        return self
+
+
 class ClusterConfig(_Strict):
     """Where Ray runs. With no address and no RAY_ADDRESS a private local Ray is started on loopback."""
 
@@ -182,6 +246,8 @@ class AlmaConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Policy training (SFT models, rounds).")
     judge_train: TrainConfig = Field(default_factory=TrainConfig, description="Judge training.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="Serve deployments.")
+    judge_serve: JudgeServeConfig = Field(
+        default_factory=JudgeServeConfig, description="The served judge endpoint (`alma judge serve`).")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Ray cluster.")
 
     @model_validator(mode="after")
@@ -197,7 +263,7 @@ class AlmaConfig(_Strict):
 
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where the run lives or how Ray is reached)."""
-        data = self.model_dump(mode="json", exclude={"out_dir", "cluster", "serve"})
+        data = self.model_dump(mode="json", exclude={"out_dir", "cluster", "serve", "judge_serve"})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,11 @@ def _local_env(run_dir: Path) -> None:
         Config.initialize("")
     except ImportError:
         pass
+    # ...and the loopback switch above is a constant read at import: without this, a Ray imported
+    # earlier binds the node's services to every interface.
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
 
 
 def start_ray(run_dir: Path, address: str | None = None, host: str = "127.0.0.1",

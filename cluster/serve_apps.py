@@ -13,7 +13,7 @@ GENERATOR_APP = "alma-generator"
 JUDGE_APP = "alma-judge"
 
 
-def _deployment_options(cfg: AlmaConfig) -> dict[str, Any]:
+def deployment_options(cfg: AlmaConfig) -> dict[str, Any]:
     s = cfg.serve
     return {
         "autoscaling_config": {
@@ -26,7 +26,7 @@ def _deployment_options(cfg: AlmaConfig) -> dict[str, Any]:
     }
 
 
-def _engine_args(cfg: AlmaConfig) -> dict[str, Any]:
+def engine_args(cfg: AlmaConfig) -> dict[str, Any]:
     return {"engine": cfg.model.engine, "dtype": cfg.model.dtype, "max_batch_size": cfg.model.max_batch_size,
             "threads": cfg.model.threads}
 
@@ -44,7 +44,7 @@ def deploy_generator(cfg: AlmaConfig):
 
     from alma.actors.generator import Generator
 
-    app = Generator.options(**_deployment_options(cfg)).bind(**_engine_args(cfg))
+    app = Generator.options(**deployment_options(cfg)).bind(**engine_args(cfg))
     handle = serve.run(app, name=GENERATOR_APP, route_prefix=None)
     log.info("generator app ready")
     return handle
@@ -56,8 +56,9 @@ def deploy_judge(cfg: AlmaConfig, checkpoint: str, rubric: str):
 
     from alma.actors.judge import Judge
 
-    app = Judge.options(**_deployment_options(cfg)).bind(
-        checkpoint=checkpoint, rubric=rubric, answer_prefix=cfg.judge.answer_prefix, **_engine_args(cfg))
+    app = Judge.options(**deployment_options(cfg)).bind(
+        checkpoint=checkpoint, rubric=rubric, answer_prefix=cfg.judge.answer_prefix, scoring=cfg.judge.scoring,
+        samples=cfg.judge.samples, sample_temperature=cfg.judge.sample_temperature, **engine_args(cfg))
     handle = serve.run(app, name=JUDGE_APP, route_prefix=None)
     log.info("judge app ready (%s)", checkpoint)
     return handle

@@ -1,12 +1,17 @@
 """The judge's prompt: an MT-Bench-style request for an impartial 0..10 rating written as [[N]].
 
 The same rendering is used to train the judge (prompt -> "Rating: [[N]]") and to score with it
-(prompt + "Rating: [[" -> distribution over the next label), so train and inference never drift.
+(prompt + "Rating: [[" -> distribution over the next label), so train and inference never drift. The base
+model, which was never trained to judge, sees the same request after three solved examples (few-shot).
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from pathlib import Path
+
+from alma.core.seeds import JudgeExample
 
 LABELS = tuple(str(i) for i in range(11))
 
@@ -42,3 +47,31 @@ def judge_messages(prompt: str, response: str, rubric: str) -> list[dict[str, st
 def judge_target(score: int, answer_prefix: str) -> str:
     """The assistant answer the judge is trained to write for a human score."""
     return f"{answer_prefix}{score}]]"
+
+
+def pick_shots(examples: Sequence[JudgeExample], k: int, seed: int) -> list[JudgeExample]:
+    """k solved examples for a few-shot judge prompt, spread over the score range, in a seeded order.
+
+    Spread rather than random, because shots that all say [[9]] teach a base model to write 9 whatever
+    it reads (few-shot label bias): the examples are sorted by score (ties in seeded order) and one is
+    taken from the middle of each of k equal slices.
+    """
+    rng = random.Random(f"judge-shots-{seed}")
+    shuffled = list(examples)
+    rng.shuffle(shuffled)
+    ranked = sorted(shuffled, key=lambda example: example.score)
+    picks = [ranked[int((i + 0.5) * len(ranked) / k)] for i in range(min(k, len(ranked)))]
+    rng.shuffle(picks)
+    return picks
+
+
+def few_shot_messages(shots: Sequence[JudgeExample], prompt: str, response: str, rubric: str,
+                      answer_prefix: str) -> list[dict[str, str]]:
+    """The base judge's conversation: each shot as a judge request answered with its human rating, then
+    the pair to judge, in the same template and answer format as the fine-tuned judge, so that an eval
+    compares training, not prompts."""
+    messages: list[dict[str, str]] = []
+    for shot in shots:
+        messages += judge_messages(shot.prompt, shot.response, rubric)
+        messages.append({"role": "assistant", "content": judge_target(shot.score, answer_prefix)})
+    return messages + judge_messages(prompt, response, rubric)

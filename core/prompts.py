@@ -2,6 +2,7 @@
 
 The base model is not a chat model, so it is shown a plain text list of example requests and asked to
 continue the list with one more; its completion up to the end of the line is the new prompt.
+De-duplication is exact (normalised text) and then near (MinHash + LSH over word shingles, core.near_dup).
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+if TYPE_CHECKING:
+    from alma.core.near_dup import NearDuplicateIndex
 
 FEW_SHOT_HEADER = "Below are requests that users sent to a helpful AI assistant, one per line.\n\n"
 ITEM_PREFIX = "Request: "
 
 # Filter names, in the order they are applied; the funnel report uses them as keys.
-FILTERS = ("empty", "too_short", "too_long", "non_text", "copies_example", "duplicate")
+FILTERS = ("empty", "too_short", "too_long", "non_text", "copies_example", "duplicate", "near_duplicate")
 
 
 def few_shot_request(examples: Sequence[str]) -> str:
@@ -60,15 +64,25 @@ def letter_ratio(text: str) -> float:
 
 @dataclass
 class PromptFilter:
-    """Applies the filters in FILTERS order and keeps a funnel count of what each one dropped."""
+    """Applies the filters in FILTERS order and keeps a funnel count of what each one dropped.
+
+    With a `near_dup` index, a prompt that nearly copies a kept prompt or a seed prompt (the blocked
+    ones are put in the index first) is dropped as "near_duplicate"; without one that filter drops nothing.
+    """
 
     min_chars: int
     max_chars: int
     min_letter_ratio: float
     blocked: set[str] = field(default_factory=set)  # normalised seed prompts: never re-emitted as "new"
+    near_dup: NearDuplicateIndex | None = None
     seen: set[str] = field(default_factory=set)
     dropped: Counter = field(default_factory=Counter)
     kept: int = 0
+
+    def __post_init__(self) -> None:
+        if self.near_dup is not None:
+            for text in sorted(self.blocked):
+                self.near_dup.check_and_add(text)
 
     def reason(self, text: str, examples: Iterable[str] = ()) -> str | None:
         """Why `text` is dropped, or None when it is kept (and then remembered for de-duplication)."""
@@ -85,6 +99,8 @@ class PromptFilter:
             return "copies_example"
         if norm in self.seen:
             return "duplicate"
+        if self.near_dup is not None and self.near_dup.check_and_add(text):
+            return "near_duplicate"
         self.seen.add(norm)
         return None
 

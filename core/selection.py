@@ -31,9 +31,15 @@ def split_n(n: int, weights: Mapping[str, float]) -> dict[str, int]:
 
 def best_of_n(rows: Iterable[Row], group: str = "prompt_id", score: str = "score",
               order: Sequence[str] = ("checkpoint", "sample")) -> list[Row]:
-    """The highest-scoring row per group. Ties go to the first row in `order` so reruns agree."""
+    """The highest-scoring row per group. Ties go to the first row in `order` so reruns agree.
+
+    A NaN score (a sampled judgment that parsed nothing) is no score: the row is skipped, and a group
+    with no scored row has no best.
+    """
     best: dict[object, Row] = {}
     for row in rows:
+        if math.isnan(row[score]):
+            continue
         key = row[group]
         cur = best.get(key)
         if cur is None or row[score] > cur[score] or (

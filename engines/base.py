@@ -7,7 +7,10 @@ An engine holds ONE checkpoint; the generator deployment keeps one engine per ch
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Protocol, Sequence, Union
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # A prompt is either raw text (completed as is: used for the base model's few-shot prompt writing)
 # or a chat conversation (a list of {"role", "content"} dicts rendered with the model's chat template).
@@ -27,9 +30,19 @@ class Sampling:
 
 
 class Engine(Protocol):
-    """Two operations: sample completions, and read the judge's distribution over score labels."""
+    """Sample completions, read the judge's distribution over score labels, render a chat as text, and
+    embed texts (pooled hidden states, for clustering the prompt pool)."""
 
     checkpoint: str
+
+    def render_chat(self, conversation: list[Message]) -> str:
+        """The conversation as the model reads it: chat template applied, generation prompt appended.
+
+        Appending text to it and passing the result to `generate` as a raw prompt continues the
+        assistant's turn from that text (the sampled judge continues "Rating: [[" this way); an engine
+        must then not add a second BOS token to a text that already starts with one.
+        """
+        ...
 
     def generate(self, prompts: Sequence[Prompt], n: int, sampling: Sampling) -> list[list[str]]:
         """Return, for each prompt, `n` sampled completions (text only, stop strings cut off).
@@ -47,5 +60,16 @@ class Engine(Protocol):
         is appended (e.g. "Rating: [["), and the model's probability of continuing with exactly each
         label (multi-token labels included, see core.scoring) is read in one forward pass, then
         renormalised over `labels`. Each returned row has len(labels) entries summing to 1.
+        """
+        ...
+
+    def embed(self, texts: Sequence[str], layer: int = -1, pooling: str = "mean",
+              max_tokens: int = 128) -> np.ndarray:
+        """Return a (len(texts), hidden_size) float32 array: each raw text's hidden states, pooled.
+
+        `layer` indexes the model's num_layers + 1 hidden states (0: the token embeddings, -1: the last
+        layer); `pooling` is "mean" (over the text's tokens) or "last" (its last token). Texts are
+        encoded as raw text (no chat template) and cut to their first `max_tokens` tokens. A row does not
+        depend on which other texts share its call.
         """
         ...

@@ -1,8 +1,8 @@
 """The engine contract (engines/base.py) on plain transformers: CPU-friendly, no extra runtime.
 
-Batched `generate` for sampling, and one forward pass (per `max_batch_size` rows) for the judge's score
-distribution. The label arithmetic lives in core.scoring; this module only tokenises, pads and reads
-log-probs.
+Batched `generate` for sampling, one forward pass (per `max_batch_size` rows) for the judge's score
+distribution, and one for pooled hidden-state embeddings. The label arithmetic lives in core.scoring;
+this module only tokenises, pads and reads log-probs and hidden states.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
@@ -18,6 +19,7 @@ from alma.core.scoring import LabelTrie, TokenIds, context_sequences, label_dist
 from alma.engines.base import Message, Prompt, Sampling
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+POOLINGS = ("mean", "last")
 
 
 class TransformersEngine:
@@ -75,14 +77,16 @@ class TransformersEngine:
         The rendered template already holds its special tokens, so it is encoded without adding any.
         """
         if isinstance(prompt, str):
-            ids = self.tokenizer(prompt)["input_ids"]
+            # A rendered chat (see render_chat) already starts with its BOS, where the template has one.
+            bos = self.tokenizer.bos_token
+            ids = self.tokenizer(prompt, add_special_tokens=not (bos and prompt.startswith(bos)))["input_ids"]
         else:
-            ids = self.tokenizer(self._render_chat(prompt), add_special_tokens=False)["input_ids"]
+            ids = self.tokenizer(self.render_chat(prompt), add_special_tokens=False)["input_ids"]
         if not ids:
             raise ValueError("an empty prompt gives the model nothing to continue")
         return ids
 
-    def _render_chat(self, conversation: list[Message]) -> str:
+    def render_chat(self, conversation: list[Message]) -> str:
         return self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
 
     def generate(self, prompts: Sequence[Prompt], n: int, sampling: Sampling) -> list[list[str]]:
@@ -137,7 +141,7 @@ class TransformersEngine:
         """
         key = (answer_prefix, labels)
         if key not in self._label_tries:
-            context = self._render_chat([{"role": "user", "content": ""}]) + answer_prefix
+            context = self.render_chat([{"role": "user", "content": ""}]) + answer_prefix
             context_ids = self.tokenizer(context, add_special_tokens=False)["input_ids"]
             paths = {}
             for label in labels:
@@ -157,7 +161,7 @@ class TransformersEngine:
         suffixes = context_sequences(trie)
         prefixes = [
             self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            for text in (self._render_chat(conversation) + answer_prefix for conversation in conversations)
+            for text in (self.render_chat(conversation) + answer_prefix for conversation in conversations)
         ]
         # One row per (conversation, suffix); rows are independent, so any batching gives the same numbers.
         rows = [(index, suffix) for index in range(len(prefixes)) for suffix in suffixes]
@@ -197,6 +201,45 @@ class TransformersEngine:
                 use_cache=False,
             ).logits
         return logits.float().log_softmax(dim=-1)
+
+
+    # ---- embedding -------------------------------------------------------------------------------
+
+    def embed(self, texts: Sequence[str], layer: int = -1, pooling: str = "mean",
+              max_tokens: int = 128) -> np.ndarray:
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
+        states = self.model.config.num_hidden_layers + 1
+        if not -states <= layer < states:
+            raise ValueError(f"layer {layer} is outside the model's {states} hidden states")
+        encoded = [self._prompt_ids(text)[:max_tokens] for text in texts]
+        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        # Similar lengths share a batch, so little compute goes to padding.
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        with torch.inference_mode():
+            for start in range(0, len(order), self.max_batch_size):
+                rows = order[start : start + self.max_batch_size]
+                input_ids, attention_mask = _right_pad([encoded[i] for i in rows], self._pad_id)
+                hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+                                    use_cache=False, logits_to_keep=1).hidden_states[layer].float()
+                if pooling == "mean":
+                    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1)
+                else:
+                    pooled = hidden[torch.arange(len(rows)), attention_mask.sum(dim=1) - 1]
+                out[rows] = pooled.numpy()
+        return out
+
+
+def _right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right padding: every sequence starts at position 0, so positions need no correction."""
+    width = max(len(sequence) for sequence in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        input_ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        attention_mask[row, : len(sequence)] = 1
+    return input_ids, attention_mask
 
 
 def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,8 @@
 
 Seeds are validated before anything is written or started, so bad input costs nothing. Then: a local Ray
 (or the cluster in RAY_ADDRESS), Serve apps for the generators and the judge, step 0 (initial models),
-step 1 (prompt pool), and R rounds. Each stage commits atomically; rerunning the same command resumes.
+step 1 (prompt pool), and R rounds, with the judge's self-distillation between round 1's responses and
+its judging. Each stage commits atomically; rerunning the same command resumes.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ def run(cfg: AlmaConfig, force: bool = False) -> dict:
     """Run (or resume) the configured ALMA run; returns the summary also written to summary.json."""
     from alma.cluster.local import start_ray, stop_ray
     from alma.cluster.serve_apps import deploy_generator, deploy_judge, start_serve
+    from alma.jobs.distill import self_distill
     from alma.jobs.initial_models import initial_models
     from alma.jobs.pool import build_pool
-    from alma.jobs.rounds import run_round
+    from alma.jobs.rounds import judge_and_train, synthesize
     from alma.models import resolve_model
 
     sft_file = Path(cfg.seed_sft) if cfg.seed_sft else bundled("sft.jsonl")
@@ -57,11 +59,18 @@ def run(cfg: AlmaConfig, force: bool = False) -> dict:
         sft_paths, judge_path = initial_models(ctx, base, seed_sft, seed_judge, rubric)
         deploy_generator(cfg)
         pool_file = build_pool(ctx, base, [e.user_prompt for e in seed_sft])
-        deploy_judge(cfg, str(judge_path.resolve()), rubric)
-        results = [run_round(ctx, r, base, pool_file, sft_paths, seed_sft) for r in range(1, cfg.rounds + 1)]
+        results = []
+        for r in range(1, cfg.rounds + 1):
+            responses = synthesize(ctx, r, pool_file, sft_paths)
+            if r == 1:
+                # Distilled on round 1's responses before they are judged, then fixed for every round.
+                judge_path = self_distill(ctx, responses, judge_path, rubric)
+                deploy_judge(cfg, str(judge_path.resolve()), rubric)
+            results.append(judge_and_train(ctx, r, base, responses, judge_path, seed_sft))
     finally:
         stop_ray(ray_ctx)
     summary = {"run_dir": str(ctx.run_dir), "config_hash": ctx.config_hash, "base": str(base),
+               "judge": str(judge_path),
                "rounds": [{**asdict(r), "checkpoint": str(r.checkpoint)} for r in results],
                "stage_seconds": ctx.timings, "wall_seconds": round(time.time() - started, 1),
                "final_checkpoint": str(results[-1].checkpoint)}

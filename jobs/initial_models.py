@@ -1,14 +1,20 @@
-"""Step 0: the two initial SFT models (two training seeds) and the judge, all fine-tuned from the base."""
+"""Step 0: the two initial SFT models (two training seeds) and the judge, all fine-tuned from the base.
+
+The judge trains on the judge seed's training split only; the held-out prompts (core.judge_split) are
+committed beside it in `judge-split/` for `alma judge eval`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alma.core.judge_prompt import judge_messages, judge_target
+from alma.core.judge_split import HELDOUT_FILE, SPLIT_DIR, TRAIN_FILE, split_by_prompt
 from alma.core.manifest import StageWriter
-from alma.core.seeds import JudgeExample, SftExample
+from alma.core.seeds import JudgeExample, SftExample, load_judge
 from alma.jobs.run_context import RunContext
 from alma.jobs.training import DATA_FILE, train_sft, training_table
 
@@ -45,11 +51,35 @@ def _count_sources(rows: list[dict]) -> dict[str, int]:
     return counts
 
 
+def _triplet_table(examples: list[JudgeExample]) -> pa.Table:
+    """Judge triplets in the seed file layout, so that `load_judge` (and `alma judge eval`) reads them back."""
+    return pa.table({"prompt": pa.array([e.prompt for e in examples], pa.string()),
+                     "response": pa.array([e.response for e in examples], pa.string()),
+                     "score": pa.array([e.score for e in examples], pa.int64())})
+
+
+def judge_split_stage(ctx: RunContext, judge: list[JudgeExample]) -> list[JudgeExample]:
+    """Commit judge-split/ (training and held-out triplets); returns the training side, read back from it."""
+    out = ctx.run_dir / SPLIT_DIR
+
+    def build(w: StageWriter) -> None:
+        split = split_by_prompt(judge, ctx.cfg.judge.holdout_fraction, ctx.cfg.seed)
+        pq.write_table(_triplet_table(split.train), w.path / TRAIN_FILE)
+        pq.write_table(_triplet_table(split.heldout), w.path / HELDOUT_FILE)
+        w.rows = len(judge)
+        w.info = {"train": len(split.train), "heldout": len(split.heldout),
+                  "heldout_prompts": len({e.prompt for e in split.heldout})}
+
+    ctx.stage(out, "judge split", build)
+    return load_judge(out / TRAIN_FILE)
+
+
 def initial_models(ctx: RunContext, base: Path, sft: list[SftExample], judge: list[JudgeExample],
                    rubric: str) -> tuple[list[Path], Path]:
     rows = sft_rows(sft)
     sft_paths = [train_stage(ctx, f"sft-{i}", base, rows, seed)
                  for i, seed in enumerate(ctx.cfg.sft_seeds, start=1)]
-    judge_path = train_stage(ctx, "judge", base, judge_rows(judge, rubric, ctx.cfg.judge.answer_prefix),
+    judge_train = judge_split_stage(ctx, judge)
+    judge_path = train_stage(ctx, "judge", base, judge_rows(judge_train, rubric, ctx.cfg.judge.answer_prefix),
                              ctx.cfg.seed, judge=True)
     return sft_paths, judge_path

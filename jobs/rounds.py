@@ -1,9 +1,14 @@
 """Steps 2-4 of one round: draw fresh prompts, sample N responses over the checkpoint mix, judge them,
-keep the best of N, and retrain from the base on the seed data plus every round's best so far."""
+keep the best of N, and retrain from the base on the seed data plus every round's best so far.
+
+A round is two calls, `synthesize` then `judge_and_train`, because the judge's self-distillation
+(jobs/distill.py) runs between them in round 1.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,12 +16,14 @@ import pyarrow.parquet as pq
 
 from alma.actors.callers import GenerateCaller, JudgeCaller
 from alma.config import LATEST
-from alma.core.draw import draw_random
-from alma.core.manifest import Manifest, StageWriter
+from alma.core.diversity import RANDOM_BASELINES, diversity_report
+from alma.core.draw import draw_clustered, draw_random
+from alma.core.manifest import Manifest, StageWriter, read_manifest
 from alma.core.seeds import SftExample
 from alma.core.selection import best_of_n, effective_mix, split_n
 from alma.jobs.initial_models import sft_rows, train_stage
-from alma.jobs.run_context import RunContext
+from alma.jobs.pool import read_clusters, unit_vectors
+from alma.jobs.run_context import RunContext, say
 from alma.jobs.streaming import read_table, stream_through
 
 DRAW_FILE = "draw.parquet"
@@ -33,6 +40,7 @@ class RoundResult:
     train_examples: int
     checkpoint: Path
     seconds: float
+    diversity: dict = field(default_factory=dict)  # the draw's, and random draws': see core.diversity
 
 
 def _used_prompt_ids(ctx: RunContext, before: int) -> set[str]:
@@ -44,17 +52,33 @@ def _used_prompt_ids(ctx: RunContext, before: int) -> set[str]:
 
 
 def draw_stage(ctx: RunContext, r: int, pool_file: Path) -> Path:
+    """Round r's K prompts, never one an earlier round drew, with a diversity report against random draws."""
     out = ctx.round_dir(r) / "draw"
+    k, method = ctx.cfg.round.prompts_per_round, ctx.cfg.round.draw
 
     def build(w: StageWriter) -> None:
-        pool = pq.read_table(pool_file)
-        ids = draw_random(pool["prompt_id"].to_pylist(), _used_prompt_ids(ctx, r),
-                          ctx.cfg.round.prompts_per_round, seed=ctx.cfg.seed * 100_003 + r)
+        pool = pq.read_table(pool_file, columns=["prompt_id", "prompt"])
         text = dict(zip(pool["prompt_id"].to_pylist(), pool["prompt"].to_pylist()))
-        pq.write_table(pa.table({"prompt_id": ids, "prompt": [text[i] for i in ids]}), w.path / DRAW_FILE)
-        w.rows = len(ids)
+        ids, clusters = read_clusters(ctx)
+        cluster = dict(zip(ids, clusters))
+        used = _used_prompt_ids(ctx, r)
+        seed = ctx.cfg.seed * 100_003 + r
+        if method == "clustered":
+            drawn = draw_clustered(ids, clusters, used, k, seed)
+        else:
+            drawn = draw_random(ids, used, k, seed)
+        baselines = [draw_random(ids, used, k, seed=seed + 7919 * (b + 1)) for b in range(RANDOM_BASELINES)]
+        unit = unit_vectors(ctx, sorted(set(drawn).union(*baselines)))
+        pq.write_table(pa.table({"prompt_id": drawn, "prompt": [text[i] for i in drawn],
+                                 "cluster": pa.array([cluster[i] for i in drawn], pa.int32())}), w.path / DRAW_FILE)
+        w.rows = len(drawn)
+        w.info = {"method": method, "unused_before": len(ids) - len(used),
+                  "diversity": diversity_report(drawn, baselines, text, cluster, unit)}
 
-    ctx.stage(out, f"round {r} draw", build)
+    info = ctx.stage(out, f"round {r} draw", build).info
+    say(f"round {r} draw ({method}) vs random: " + ", ".join(
+        f"{key} {info['diversity']['draw'][key]:.3g}/{info['diversity']['random'][key]:.3g}"
+        for key in info["diversity"]["draw"]))
     return out / DRAW_FILE
 
 
@@ -75,11 +99,13 @@ def responses_stage(ctx: RunContext, r: int, draw_file: Path, checkpoints: dict[
     return out
 
 
-def scores_stage(ctx: RunContext, r: int, responses: Path) -> Path:
+def scores_stage(ctx: RunContext, r: int, responses: Path, judge: Path) -> Path:
+    """Score every response with the deployed judge (`judge` is its checkpoint, recorded as provenance)."""
     out = ctx.round_dir(r) / "scores"
 
     def build(w: StageWriter) -> None:
         w.rows = stream_through(responses, JudgeCaller, ctx.cfg, w.path)
+        w.info = {"judge": str(judge), "scoring": ctx.cfg.judge.scoring}
 
     ctx.stage(out, f"round {r} judge", build)
     return out
@@ -89,17 +115,22 @@ def best_stage(ctx: RunContext, r: int, scores: Path) -> Manifest:
     out = ctx.round_dir(r) / "best"
 
     def build(w: StageWriter) -> None:
-        table = read_table(scores)
-        best = best_of_n(table.drop_columns(["distribution"]).to_pylist())
+        rows = read_table(scores).drop_columns(["distribution"]).to_pylist()
+        best = best_of_n(rows)
         pq.write_table(pa.Table.from_pylist(best), w.path / BEST_FILE)
-        all_scores = table["score"].to_pylist()
+        # Sampled judgments that parsed nothing have no score (NaN): left out of the means, counted.
+        scored = [row["score"] for row in rows if not math.isnan(row["score"])]
         w.rows = len(best)
-        w.info = {"mean_score_all": sum(all_scores) / len(all_scores),
-                  "mean_score_best": sum(b["score"] for b in best) / len(best),
-                  "responses": len(all_scores),
+        w.info = {"mean_score_all": _mean(scored), "mean_score_best": _mean([b["score"] for b in best]),
+                  "responses": len(rows), "unscored": len(rows) - len(scored),
+                  "missing_samples": sum(row["missing"] for row in rows),
                   "winners_by_checkpoint": _count(b["checkpoint"] for b in best)}
 
     return ctx.stage(out, f"round {r} best-of-N", build)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
 
 
 def _count(items) -> dict[str, int]:
@@ -119,17 +150,23 @@ def round_training_rows(ctx: RunContext, r: int, seed_sft: list[SftExample]) -> 
     return rows
 
 
-def run_round(ctx: RunContext, r: int, base: Path, pool_file: Path, sft_paths: list[Path],
-              seed_sft: list[SftExample]) -> RoundResult:
+def synthesize(ctx: RunContext, r: int, pool_file: Path, sft_paths: list[Path]) -> Path:
+    """Draw round r's K prompts and sample their N responses; returns the responses folder."""
     checkpoints = {f"sft-{i}": p for i, p in enumerate(sft_paths, start=1)}
     if r > 1:
         checkpoints[LATEST] = ctx.checkpoint_dir(f"round-{r - 1}")
     draw = draw_stage(ctx, r, pool_file)
-    responses = responses_stage(ctx, r, draw, checkpoints)
-    scores = scores_stage(ctx, r, responses)
+    return responses_stage(ctx, r, draw, checkpoints)
+
+
+def judge_and_train(ctx: RunContext, r: int, base: Path, responses: Path, judge: Path,
+                    seed_sft: list[SftExample]) -> RoundResult:
+    """Judge round r's responses with the deployed judge, keep the best of N, retrain from the base."""
+    scores = scores_stage(ctx, r, responses, judge)
     info = best_stage(ctx, r, scores).info
     rows = round_training_rows(ctx, r, seed_sft)
     ckpt = train_stage(ctx, f"round-{r}", base, rows, ctx.cfg.seed + 1000 * r)
     seconds = sum(t for label, t in ctx.timings.items() if label.startswith(f"round {r} ") or label == f"train round-{r}")
     return RoundResult(r, ctx.cfg.round.prompts_per_round, info["responses"], info["mean_score_all"],
-                       info["mean_score_best"], len(rows), ckpt, round(seconds, 1))
+                       info["mean_score_best"], len(rows), ckpt, round(seconds, 1),
+                       read_manifest(ctx.round_dir(r) / "draw").info["diversity"])

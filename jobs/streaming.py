@@ -20,19 +20,24 @@ def read_table(folder: Path) -> pa.Table:
     return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
 
 
+def data_module():
+    """`ray.data`, with progress bars only on a terminal (the driver's log gets one line per stage)."""
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
+    return ray.data
+
+
 def stream_through(rows: list[dict[str, Any]] | Path, caller: type, cfg: AlmaConfig, out: Path,
                    caller_kwargs: dict[str, Any] | None = None) -> int:
     """Map `rows` (a list of dicts, or a Parquet folder) through `caller` actors into `out`; row count."""
-    import ray.data
-
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = sys.stderr.isatty()
-    ds = ray.data.read_parquet(str(rows)) if isinstance(rows, Path) else ray.data.from_items(rows)
+    ray_data = data_module()
+    ds = ray_data.read_parquet(str(rows)) if isinstance(rows, Path) else ray_data.from_items(rows)
     ds = ds.map_batches(
         caller,
         fn_constructor_kwargs=caller_kwargs or {},
         batch_size=cfg.serve.request_batch,
-        compute=ray.data.ActorPoolStrategy(size=cfg.serve.data_concurrency),
+        compute=ray_data.ActorPoolStrategy(size=cfg.serve.data_concurrency),
         # Callers only wait on deployment handles; the deployments hold the compute.
         num_cpus=0.05,
     )

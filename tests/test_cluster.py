@@ -1,13 +1,14 @@
 """The Ray plumbing against a real local Ray with the tiny model: deployments answer, Data streams through
-them with exact counts, checkpoints are multiplexed, and every listener is on loopback."""
+them with exact counts, checkpoints are multiplexed, Data actors embed the pool, and every listener is on
+loopback."""
 
 import math
 import os
 import shutil
-import subprocess
 
 import pyarrow.parquet as pq
 import pytest
+from procs import descendants, listeners, on_loopback
 
 pytestmark = pytest.mark.slow
 
@@ -77,29 +78,42 @@ def test_data_streams_through_deployments_with_exact_counts(cluster):
     assert all(0 <= s <= 10 for s in scores["score"].to_pylist())
 
 
-def _descendants(pid: int) -> set[int]:
-    out = {pid}
-    for _ in range(6):
-        for p in os.listdir("/proc"):
-            if p.isdigit():
-                try:
-                    ppid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
-                except OSError:
-                    continue
-                if ppid in out:
-                    out.add(int(p))
-    return out
+def test_pool_is_embedded_by_data_actors_and_clustered(cluster, tiny_model):
+    """Ray Data actors holding the base model write a fixed_size_list<float32> column equal to the engine's
+    own output; the clusters stage then gives every prompt a cluster."""
+    import numpy as np
+    import pyarrow as pa
+
+    from alma.core.embeddings import EMBEDDING, to_numpy
+    from alma.engines.transformers_engine import TransformersEngine
+    from alma.jobs.pool import POOL_FILE, cluster_pool, embed_pool, read_clusters
+    from alma.jobs.run_context import RunContext
+    from alma.jobs.streaming import read_table
+
+    cfg = cluster["cfg"].model_copy(update={"out_dir": str(cluster["run"] / "pool-run")})
+    cfg.pool.embed_batch, cfg.pool.clusters = 4, 3
+    ctx = RunContext(cfg, cfg.run_dir())
+    texts = [f"Question number {i}: how do {w} work?" for i, w in enumerate(
+        ["magnets", "tides", "vaccines", "bridges", "clocks", "lungs", "kites", "ovens", "banks", "votes"])]
+    pool = ctx.run_dir / "pool" / POOL_FILE
+    pool.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"prompt_id": [f"p{i}" for i in range(10)], "prompt": texts,
+                             "attempt": [f"attempt-{i}" for i in range(10)]}), pool)
+    out = embed_pool(ctx, tiny_model, pool)
+    table = read_table(out)
+    hidden = TransformersEngine(tiny_model).model.config.hidden_size
+    assert table.schema.field(EMBEDDING).type == pa.list_(pa.float32(), hidden)
+    assert sorted(table["prompt_id"].to_pylist()) == [f"p{i}" for i in range(10)]
+    by_id = dict(zip(table["prompt_id"].to_pylist(), to_numpy(table[EMBEDDING])))
+    expected = TransformersEngine(tiny_model).embed(texts)
+    assert np.allclose(np.stack([by_id[f"p{i}"] for i in range(10)]), expected, atol=1e-4)
+    cluster_pool(ctx)
+    ids, labels = read_clusters(ctx)
+    assert sorted(ids) == sorted(by_id) and set(labels) <= {0, 1, 2}
 
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
 def test_every_listener_of_our_ray_is_on_loopback(cluster):
-    ours = _descendants(os.getpid())
-    lines = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout.splitlines()
-    checked = 0
-    for line in lines:
-        pids = {int(f.split("=")[1]) for word in line.split() for f in word.split(",") if f.startswith("pid=")}
-        if pids & ours:
-            addr = line.split()[3]
-            checked += 1
-            assert addr.startswith(("127.", "[::ffff:127.", "[::1]")), line
-    assert checked >= 3
+    addresses = listeners(descendants(os.getpid()))
+    assert len(addresses) >= 3, addresses
+    assert all(on_loopback(a) for a in addresses), addresses

@@ -78,7 +78,7 @@ def test_alma_run_as_a_ray_job(head, tmp_path):
     out = tmp_path / "run"
     entry = (f"{sys.executable} -m alma.cli run --preset tiny --out {out} --set rounds=1 "
              "--set pool.attempts=16 --set round.prompts_per_round=2 --set round.responses_per_prompt=2 "
-             "--set train.max_steps=1 --set judge_train.max_steps=1")
+             "--set train.max_steps=1 --set judge_train.max_steps=1 --set judge.distill_pairs=0")
     res = subprocess.run([RAY, "job", "submit", "--address", head["dashboard"], "--", *entry.split()],
                          env=head["env"], capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]

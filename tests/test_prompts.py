@@ -1,7 +1,8 @@
-"""Few-shot request text, reply parsing, filters, funnel and de-duplication."""
+"""Few-shot request text, reply parsing, filters, funnel, exact and near de-duplication."""
 
 import random
 
+from alma.core.near_dup import NearDuplicateIndex
 from alma.core.prompts import (
     FILTERS,
     ITEM_PREFIX,
@@ -49,10 +50,25 @@ def test_filter_reasons_and_funnel():
         assert f.reason(text) == why, text
     assert f.reason("Example given here", examples=["example given here"]) == "copies_example"
 
-    g = PromptFilter(min_chars=5, max_chars=30, min_letter_ratio=0.6)
-    for text in ["", "Hi?", "Tell me a joke", "tell me a joke", "Name a color"]:
+    g = PromptFilter(min_chars=5, max_chars=40, min_letter_ratio=0.6, near_dup=NearDuplicateIndex(0.7))
+    texts = ["", "Hi?", "Tell me a joke about cats", "tell me a joke about cats", "Name a color",
+             "Tell me a joke about cats please"]
+    for text in texts:
         g.keep(text)
-    funnel = g.funnel(5)
-    assert funnel["attempts"] == 5 and funnel["after_duplicate"] == g.kept == 2
+    funnel = g.funnel(len(texts))
     assert list(funnel)[1:] == [f"after_{n}" for n in FILTERS]
-    assert funnel["after_empty"] == 4 and funnel["after_too_short"] == 3
+    assert funnel["attempts"] == 6 and funnel["after_empty"] == 5 and funnel["after_too_short"] == 4
+    assert funnel["after_duplicate"] == 3 and funnel["after_near_duplicate"] == g.kept == 2
+
+
+def test_near_duplicates_of_kept_and_seed_prompts_are_dropped():
+    seed = "Explain how a rainbow forms in the sky"
+    f = PromptFilter(min_chars=5, max_chars=200, min_letter_ratio=0.6, blocked={normalize(seed)},
+                     near_dup=NearDuplicateIndex(0.7))
+    assert f.reason("Explain how a rainbow forms in the sky today") == "near_duplicate", "near-copies a seed"
+    assert f.reason("Write a short story about a lighthouse keeper and his dog") is None
+    assert f.reason("Write a short story about a lighthouse keeper and his old dog") == "near_duplicate"
+    assert f.reason("Write a short story about a baker who cannot smell") is None, "shares a prefix only"
+    plain = PromptFilter(min_chars=5, max_chars=200, min_letter_ratio=0.6)
+    assert plain.reason("Write a story about a dog") is None and plain.reason("Write a story about a dog!!") \
+        == "duplicate", "without an index only exact duplicates go"

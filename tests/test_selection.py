@@ -1,4 +1,4 @@
-"""Checkpoint-mix split, best-of-N and draw-without-reuse."""
+"""Checkpoint-mix split, best-of-N (NaN scores skipped) and draw-without-reuse."""
 
 import pytest
 
@@ -38,6 +38,16 @@ def test_best_of_n_is_max_with_stable_ties():
     best = best_of_n(rows)
     assert [(b["prompt_id"], b["checkpoint"], b["sample"]) for b in best] == [("a", "sft-1", 1), ("b", "sft-1", 1)]
     assert best_of_n(list(reversed(rows))) == best
+
+
+def test_best_of_n_skips_unscored_rows():
+    nan = float("nan")
+    rows = [
+        {"prompt_id": "a", "checkpoint": "sft-1", "sample": 0, "score": nan},
+        {"prompt_id": "a", "checkpoint": "sft-1", "sample": 1, "score": 2.0},
+        {"prompt_id": "b", "checkpoint": "sft-1", "sample": 0, "score": nan},
+    ]
+    assert [(b["prompt_id"], b["sample"]) for b in best_of_n(rows)] == [("a", 1)], "a NaN never wins, nor stands in"
 
 
 def test_draw_never_reuses_and_is_order_independent():

@@ -1,8 +1,10 @@
-"""TransformersEngine on builtin:tiny: batched sampling, and judge distributions checked against the model."""
+"""TransformersEngine on builtin:tiny: batched sampling, judge distributions and embeddings checked against
+the model."""
 
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -164,3 +166,24 @@ def test_bad_settings_are_refused(tiny_model: Path, engine: TransformersEngine):
         engine.generate(["Hi"], n=0, sampling=Sampling())
     with pytest.raises(ValueError):
         engine.generate([""], n=1, sampling=Sampling())
+
+
+def test_embed_shape_dtype_and_pooling_by_hand(tiny_model: Path, engine: TransformersEngine):
+    texts = ["Why is the sky blue?", "Name three rivers in Europe, please, and say which is longest.", "Hi"]
+    hidden = engine.model.config.hidden_size
+    vectors = engine.embed(texts, layer=-1, pooling="mean")
+    assert vectors.shape == (3, hidden) and vectors.dtype == np.float32
+    # A row does not depend on its batch-mates (padding is masked): one at a time, and batches of 2.
+    small = TransformersEngine(tiny_model, max_batch_size=2)
+    assert np.allclose(small.embed(texts), vectors, atol=1e-5)
+    assert np.allclose(np.concatenate([engine.embed([t]) for t in texts]), vectors, atol=1e-5)
+    ids = torch.tensor([engine._prompt_ids(texts[0])])
+    with torch.inference_mode():
+        states = engine.model(input_ids=ids, output_hidden_states=True).hidden_states
+    assert np.allclose(engine.embed(texts[:1], layer=2, pooling="mean")[0], states[2][0].mean(0).numpy(), atol=1e-5)
+    assert np.allclose(engine.embed(texts[:1], layer=-1, pooling="last")[0], states[-1][0, -1].numpy(), atol=1e-5)
+    assert np.allclose(engine.embed(texts[:1], max_tokens=2)[0], states[-1][0, :2].mean(0).numpy(), atol=1e-5)
+    with pytest.raises(ValueError):
+        engine.embed(texts, pooling="max")
+    with pytest.raises(ValueError):
+        engine.embed(texts, layer=engine.model.config.num_hidden_layers + 1)

@@ -1,0 +1,63 @@
+"""Self-distillation of the judge: label synthetic pairs with the real-valued score, train the judge on them.
+
+Runs once, after round 1's responses exist and before round 1 is judged: the judge labels M of those
+(prompt, response) pairs with its expected score, whatever `judge.scoring` says (the labels are the
+real-valued scores the paper distils), and training continues from the judge checkpoint on them into
+`checkpoints/judge-distilled`. That judge then scores every round, so the judge stays fixed across
+rounds as in the paper. Target format and why: core/distill.py.
+
+Two committed stages, so a restart resumes: `judge-distill/` (the labelled pairs) and the training stage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alma.actors.callers import JudgeCaller
+from alma.core.distill import pick_pairs, stochastic_round
+from alma.core.judge_prompt import judge_messages, judge_target
+from alma.core.manifest import StageWriter
+from alma.jobs.initial_models import train_stage
+from alma.jobs.run_context import RunContext
+from alma.jobs.streaming import read_table, stream_through
+
+LABELS_DIR = "judge-distill"
+DISTILLED = "judge-distilled"
+
+
+def label_stage(ctx: RunContext, responses: Path, judge: Path, rubric: str) -> Path:
+    """Commit judge-distill/: M sampled round responses with the judge's expected score and distribution."""
+    from alma.cluster.serve_apps import deploy_judge
+
+    out = ctx.run_dir / LABELS_DIR
+
+    def build(w: StageWriter) -> None:
+        rows = read_table(responses).to_pylist()
+        picked = pick_pairs(rows, ctx.cfg.judge.distill_pairs, ctx.cfg.seed)
+        deploy_judge(ctx.cfg, str(judge.resolve()), rubric)
+        w.rows = stream_through(picked, JudgeCaller, ctx.cfg, w.path, {"mode": "expected"})
+        w.info = {"judge": str(judge), "asked": ctx.cfg.judge.distill_pairs, "available": len(rows)}
+
+    ctx.stage(out, "judge distill labels", build)
+    return out
+
+
+def distill_rows(ctx: RunContext, labels: Path, rubric: str) -> list[dict]:
+    """Judge training rows: each labelled pair with its stochastically rounded score as the target."""
+    rows = []
+    # In a fixed order, whatever order Ray Data wrote the label files in, so that training is reproducible.
+    labelled = sorted(read_table(labels).to_pylist(), key=lambda r: (r["prompt_id"], r["checkpoint"], r["sample"]))
+    for row in labelled:
+        key = f"{ctx.cfg.seed}-{row['prompt_id']}-{row['checkpoint']}-{row['sample']}"
+        target = stochastic_round(row["score"], key)
+        rows.append({"prompt": judge_messages(row["prompt"], row["response"], rubric),
+                     "completion": judge_target(target, ctx.cfg.judge.answer_prefix), "source": "distill"})
+    return rows
+
+
+def self_distill(ctx: RunContext, responses: Path, judge: Path, rubric: str) -> Path:
+    """The judge to score rounds with: `judge` itself when judge.distill_pairs is 0, else the distilled one."""
+    if ctx.cfg.judge.distill_pairs == 0:
+        return judge
+    labels = label_stage(ctx, responses, judge, rubric)
+    return train_stage(ctx, DISTILLED, judge, distill_rows(ctx, labels, rubric), ctx.cfg.seed, judge=True)
