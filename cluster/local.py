@@ -21,6 +21,10 @@ log = logging.getLogger("alma.cluster")
 # Unix socket paths are limited to 107 bytes; Ray appends about 60 to its temp dir.
 _MAX_TEMP_DIR = 45
 
+# The driver's runtime env. A job submitted with its own runtime env (the RayJob in k8s/) must not set these
+# keys too: Ray refuses to merge the two when an env var appears in both.
+DRIVER_RUNTIME_ENV = {"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TOKENIZERS_PARALLELISM": "false"}}
+
 
 @dataclass
 class RayContext:
@@ -52,6 +56,12 @@ def _local_env(run_dir: Path) -> None:
         Config.initialize("")
     except ImportError:
         pass
+    try:  # ...and its token: a second local Ray in one process (tests, benchmarks) has a new token file
+        from ray._raylet import AuthenticationTokenLoader
+
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):
+        pass
     # ...and the loopback switch above is a constant read at import: without this, a Ray imported
     # earlier binds the node's services to every interface.
     constants = sys.modules.get("ray._private.ray_constants")
@@ -67,7 +77,7 @@ def start_ray(run_dir: Path, address: str | None = None, host: str = "127.0.0.1"
         _local_env(run_dir.resolve())
     import ray
 
-    runtime_env = {"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TOKENIZERS_PARALLELISM": "false"}}
+    runtime_env = {"env_vars": dict(DRIVER_RUNTIME_ENV["env_vars"])}  # a copy: ray.init may keep it
     if ray.is_initialized():
         return RayContext(False, ray.get_runtime_context().gcs_address, None)
     if address:
