@@ -17,8 +17,11 @@ from alma.engines.factory import load_engine
 
 class Embedder:
     def __init__(self, checkpoint: str, engine: str, dtype: str, max_batch_size: int, threads: int | None,
-                 layer: int, pooling: str, max_tokens: int):
-        self._engine = load_engine(engine, checkpoint, dtype, max_batch_size, threads)
+                 layer: int, pooling: str, max_tokens: int, trust_remote_code: bool = False, device: str = "auto"):
+        # Always transformers: vLLM returns no intermediate hidden states (VllmEngine.embed would load a
+        # transformers copy anyway), so starting a vLLM engine here would only cost time and memory.
+        self._engine = load_engine("transformers", checkpoint, dtype, max_batch_size, threads, trust_remote_code,
+                                   device=device)
         self._layer, self._pooling, self._max_tokens = layer, pooling, max_tokens
 
     def __call__(self, batch: pa.Table) -> pa.Table:

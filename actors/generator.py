@@ -4,7 +4,9 @@ Checkpoints are addressed with Serve model multiplexing (the model id is the che
 base model, both SFT models and each round's new model share one autoscaling pool of replicas, a new
 round's checkpoint is served by simply addressing it (no redeploy, no cluster restart), and requests are
 routed to replicas that already hold the checkpoint. Each replica keeps at most MAX_CHECKPOINTS loaded
-(least recently used evicted): base + two SFT seeds + latest.
+(least recently used evicted, its engine closed): base + two SFT seeds + latest. With vLLM each of those
+is its own engine (README, Engines: why not LoRA or weight reloading), and concurrent requests for one
+checkpoint join its running batch instead of taking turns.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 
 from ray import serve
 
+from alma.actors.metrics import RequestMetrics
 from alma.cluster.loopback import keep_replica_grpc_on_loopback
-from alma.engines.base import Engine, Sampling
+from alma.engines.base import ConcurrentEngine, Engine, Sampling
 from alma.engines.factory import load_engine
 
 MAX_CHECKPOINTS = 4
@@ -24,23 +27,34 @@ MAX_CHECKPOINTS = 4
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8)
 class Generator:
     def __init__(self, engine: str = "transformers", dtype: str = "float32", max_batch_size: int = 16,
-                 threads: int | None = None):
+                 threads: int | None = None, trust_remote_code: bool = False, device: str = "auto",
+                 vllm: dict[str, Any] | None = None):
         keep_replica_grpc_on_loopback()
         self._kind, self._dtype, self._max_batch, self._threads = engine, dtype, max_batch_size, threads
-        # One engine call at a time per replica: CPU inference does not gain from interleaving threads.
+        self._trust_remote_code, self._device, self._vllm = trust_remote_code, device, vllm
+        # One transformers call at a time per replica: CPU inference does not gain from interleaving threads.
         self._lock = asyncio.Lock()
+        self._metrics = RequestMetrics("generator", ("prompts", "completions"))
 
     @serve.multiplexed(max_num_models_per_replica=MAX_CHECKPOINTS)
     async def _engine(self, checkpoint: str) -> Engine:
         return await asyncio.to_thread(load_engine, self._kind, checkpoint, self._dtype, self._max_batch,
-                                       self._threads)
+                                       self._threads, self._trust_remote_code, device=self._device,
+                                       vllm=self._vllm)
 
     async def generate(self, prompts: list[Any], n: int, sampling: dict[str, Any]) -> list[list[str]]:
         """N completions per prompt from the checkpoint named by the request's multiplexed model id."""
-        engine = await self._engine(serve.get_multiplexed_model_id())
-        params = Sampling(**{**sampling, "stop": tuple(sampling.get("stop", ()))})
-        async with self._lock:
-            return await asyncio.to_thread(engine.generate, prompts, n, params)
+        checkpoint = serve.get_multiplexed_model_id()
+        with self._metrics.request(checkpoint) as count:
+            engine = await self._engine(checkpoint)
+            params = Sampling(**{**sampling, "stop": tuple(sampling.get("stop", ()))})
+            if isinstance(engine, ConcurrentEngine):
+                completions = await engine.agenerate(prompts, n, params)
+            else:
+                async with self._lock:
+                    completions = await asyncio.to_thread(engine.generate, prompts, n, params)
+            count(prompts=len(prompts), completions=sum(len(c) for c in completions))
+            return completions
 
     def check_health(self) -> None:
         """Serve calls this periodically; a replica that raises here is replaced."""

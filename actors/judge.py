@@ -9,13 +9,16 @@ differently.
 from __future__ import annotations
 
 import asyncio
+from contextlib import nullcontext
 from typing import Any
 
 from ray import serve
 
+from alma.actors.metrics import RequestMetrics
 from alma.cluster.loopback import keep_replica_grpc_on_loopback
 from alma.core.judge_modes import batch_seed, check_mode, judge
 from alma.core.judge_prompt import judge_messages
+from alma.engines.base import ConcurrentEngine
 from alma.engines.factory import load_engine
 
 
@@ -23,13 +26,17 @@ from alma.engines.factory import load_engine
 class Judge:
     def __init__(self, checkpoint: str, rubric: str, answer_prefix: str, scoring: str = "expected",
                  samples: int = 5, sample_temperature: float = 1.0, engine: str = "transformers",
-                 dtype: str = "float32", max_batch_size: int = 16, threads: int | None = None):
+                 dtype: str = "float32", max_batch_size: int = 16, threads: int | None = None,
+                 trust_remote_code: bool = False, device: str = "auto", vllm: dict[str, Any] | None = None):
         keep_replica_grpc_on_loopback()
         self.checkpoint = checkpoint
         self._rubric, self._prefix = rubric, answer_prefix
         self._mode, self._samples, self._temperature = check_mode(scoring), samples, sample_temperature
-        self._engine = load_engine(engine, checkpoint, dtype, max_batch_size, threads)
-        self._lock = asyncio.Lock()
+        self._engine = load_engine(engine, checkpoint, dtype, max_batch_size, threads, trust_remote_code,
+                                   device=device, vllm=vllm)
+        # vLLM batches concurrent calls itself; a transformers engine serves one call at a time.
+        self._lock = nullcontext() if isinstance(self._engine, ConcurrentEngine) else asyncio.Lock()
+        self._metrics = RequestMetrics("judge", ("judgments",))
 
     def _score(self, pairs: list[dict[str, str]], mode: str) -> list[dict[str, Any]]:
         conversations = [judge_messages(p["prompt"], p["response"], self._rubric) for p in pairs]
@@ -45,8 +52,11 @@ class Judge:
         expected score whatever mode the rounds are judged in.
         """
         mode = check_mode(mode) if mode is not None else self._mode
-        async with self._lock:
-            return await asyncio.to_thread(self._score, pairs, mode)
+        with self._metrics.request(self.checkpoint) as count:
+            async with self._lock:
+                judgments = await asyncio.to_thread(self._score, pairs, mode)
+            count(judgments=len(judgments))
+            return judgments
 
     def check_health(self) -> None:
         """Serve calls this periodically; a replica that raises here is replaced."""

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from starlette.exceptions import HTTPException
 
+from alma.actors.metrics import RequestMetrics
 from alma.cluster.loopback import keep_replica_grpc_on_loopback
 from alma.core.judge_service import (
     API_VERSION,
@@ -156,17 +157,22 @@ class JudgeService:
         self._mode = check_mode(scoring["mode"])
         self._samples, self._temperature = scoring["samples"], scoring["temperature"]
         self._engine = load_engine(engine["engine"], checkpoint, engine["dtype"], engine["max_batch_size"],
-                                   engine["threads"])
+                                   engine["threads"], engine.get("trust_remote_code", False),
+                                   device=engine.get("device", "auto"), vllm=engine.get("vllm"))
         self._settings = settings
         self._stats = BatchStats()
+        self._checkpoint, self._metrics = checkpoint, RequestMetrics("judge_service", ("judgments",))
         self._engine_free = asyncio.Event()
         self._engine_free.set()
         self._batched = serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_timeout_s,
                                     batch_size_fn=_judgments)(self._judge_batch)
 
     async def _judge(self, pairs: list[Pair]) -> list[dict[str, Any]]:
-        await self._engine_free.wait()  # the gate: see the module docstring
-        return await self._batched(pairs)
+        with self._metrics.request(self._checkpoint) as count:  # per request: its wait for a batch included
+            await self._engine_free.wait()  # the gate: see the module docstring
+            judgments = await self._batched(pairs)
+            count(judgments=len(judgments))
+            return judgments
 
     async def _judge_batch(self, requests: list[list[Pair]]) -> list[list[dict[str, Any]]]:
         pairs = [pair for request in requests for pair in request]

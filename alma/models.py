@@ -90,8 +90,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("ALMA_CACHE", "~/.cache/alma")).expanduser()
 
 
-def resolve_model(spec: str, cache_dir: Path | None = None) -> Path:
-    """Return the folder holding `spec`'s config, weights and tokenizer, building a built-in if needed."""
+def resolve_model(spec: str, cache_dir: Path | None = None, trust_remote_code: bool = False) -> Path:
+    """Return the folder holding `spec`'s config, weights and tokenizer, building a built-in if needed.
+
+    A local folder must hold safetensors weights (every loader here reads only those: a pickled
+    checkpoint can run code when loaded), and may ask for its own Python code (`auto_map`) only when
+    `trust_remote_code` allows it; both are checked here so that a run refuses before it starts.
+    """
     if spec.startswith(BUILTIN_PREFIX):
         name = spec[len(BUILTIN_PREFIX) :]
         if name not in BUILDERS:
@@ -105,6 +110,16 @@ def resolve_model(spec: str, cache_dir: Path | None = None) -> Path:
             f"model {spec!r} is not a folder holding config.json (a saved transformers model); "
             f"pass such a folder or one of {', '.join(BUILTIN_PREFIX + name for name in BUILDERS)}"
         )
+    if not any(folder.glob("*.safetensors")):
+        raise ModelError(f"model {spec!r} holds no .safetensors weights; alma loads safetensors only (save the "
+                         "model with save_pretrained(..., safe_serialization=True))")
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelError(f"model {spec!r}: config.json is not readable JSON ({e.__class__.__name__})") from None
+    if isinstance(config, dict) and config.get("auto_map") and not trust_remote_code:
+        raise ModelError(f"model {spec!r} needs its own Python code (config.json 'auto_map'); set "
+                         "model.trust_remote_code=true only if you trust that code")
     return folder
 
 
@@ -260,10 +275,11 @@ def _build_smollm2(out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     gguf = _smollm2_gguf()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent,
         gguf_file=gguf.name,
+        trust_remote_code=False,
         dtype=torch.bfloat16,
         quantization_config=GgufConfig(dequantize=True),
     )

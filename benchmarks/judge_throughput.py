@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     token = secrets.token_urlsafe(32)
     headers = {"Authorization": f"Bearer {token}"}
 
-    engine = load_engine(cfg.model.engine, folder, cfg.model.dtype, cfg.model.max_batch_size, cfg.model.threads)
+    engine = load_engine(cfg.model.engine, folder, cfg.model.dtype, cfg.model.max_batch_size, cfg.model.threads,
+                         cfg.model.trust_remote_code)
     ctx = start_ray(work)
     try:
         start_judge_service(cfg, folder, "bench", token)

@@ -4,6 +4,10 @@ One Serve application, whose replicas are both HTTP ingress and judge (actors/ju
 autoscaling per `serve.*` and scoring per `judge.*` like the run's judge. Serve's HTTP proxy listens on
 `judge_serve.host:port`, 127.0.0.1 unless configured otherwise; a non-loopback address is refused without
 a token, since the Serve proxy has no authentication of its own.
+
+On Kubernetes the same app is deployed by KubeRay from a Serve config (the RayService in k8s/), which names
+`judge_app` below as its import path; there the token is required, because the proxy listens on the pod's
+network.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ import signal
 import socket
 import threading
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from alma.cluster.serve_apps import deployment_options, engine_args
-from alma.config import AlmaConfig
+from alma.config import AlmaConfig, load_config
 from alma.core.errors import ConfigError
-from alma.core.judge_service import ServiceSettings, token_digest
+from alma.core.judge_service import ServiceSettings, load_token, token_digest
 
 log = logging.getLogger("alma.cluster")
 
@@ -57,11 +64,8 @@ def model_name(cfg: AlmaConfig, checkpoint: str) -> str:
     return checkpoint if checkpoint.startswith("builtin:") else Path(checkpoint).resolve().name
 
 
-def deploy_judge_service(cfg: AlmaConfig, folder: Path, model: str, token: str | None,
-                         name: str = JUDGE_SERVICE_APP, route_prefix: str = "/"):
-    """The judge HTTP app for the checkpoint in `folder`; returns its handle."""
-    from ray import serve
-
+def judge_service_app(cfg: AlmaConfig, folder: Path, model: str, token: str | None):
+    """The judge HTTP app for the checkpoint in `folder`, bound, not running: serve.run or a Serve config runs it."""
     from alma.actors.judge_service import JudgeService
     from alma.core.judge_prompt import load_rubric
 
@@ -71,12 +75,48 @@ def deploy_judge_service(cfg: AlmaConfig, folder: Path, model: str, token: str |
     scoring = {"mode": judge.scoring, "samples": judge.samples, "temperature": judge.sample_temperature}
     # A replica must admit more requests than one batch, so that the next batch fills while one runs.
     options = {**deployment_options(cfg), "max_ongoing_requests": max(32, 3 * js.max_batch_size)}
-    app = JudgeService.options(**options).bind(
+    return JudgeService.options(**options).bind(
         str(folder), load_rubric(judge.rubric), judge.answer_prefix, scoring, engine_args(cfg), settings,
         js.max_batch_size, js.batch_wait_timeout_s)
-    handle = serve.run(app, name=name, route_prefix=route_prefix)
+
+
+def deploy_judge_service(cfg: AlmaConfig, folder: Path, model: str, token: str | None,
+                         name: str = JUDGE_SERVICE_APP, route_prefix: str = "/"):
+    """The judge HTTP app for the checkpoint in `folder`; returns its handle."""
+    from ray import serve
+
+    handle = serve.run(judge_service_app(cfg, folder, model, token), name=name, route_prefix=route_prefix)
     log.info("judge HTTP app %s ready at %s", name, route_prefix)
     return handle
+
+
+class JudgeAppArgs(BaseModel):
+    """The `args` of the judge app in a Serve config (serveConfigV2 of the RayService in k8s/)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint: str = Field(description="Judge checkpoint folder as the replicas see it (the run folder's volume).")
+    preset: str | None = Field(None, description="Config preset whose judge.* and judge_serve.* settings apply.")
+    config: str | None = Field(None, description="YAML config file layered over the preset.")
+    overrides: list[str] = Field(default_factory=list, description="--set KEY=VALUE overrides, in order.")
+
+
+def judge_app(args: dict[str, Any]):
+    """Serve application builder: `import_path: alma.cluster.judge_service:judge_app` plus `args`.
+
+    Serve calls it wherever the config is deployed; the token comes from $ALMA_JUDGE_TOKEN (a Kubernetes
+    Secret) or judge_serve.token_file, and is required: the in-cluster proxy listens on the pod network.
+    """
+    from alma.models import resolve_model
+
+    parsed = JudgeAppArgs.model_validate(args)
+    cfg = load_config(parsed.preset, parsed.config, parsed.overrides)
+    token = load_token(cfg.judge_serve.token_file)
+    if token is None:
+        raise ConfigError("the judge app needs a token ($ALMA_JUDGE_TOKEN or judge_serve.token_file): in a cluster "
+                          "its HTTP proxy is reachable from every pod")
+    folder = resolve_model(parsed.checkpoint).resolve()
+    return judge_service_app(cfg, folder, model_name(cfg, parsed.checkpoint), token)
 
 
 def start_judge_service(cfg: AlmaConfig, folder: Path, model: str, token: str | None) -> None:
@@ -100,7 +140,7 @@ def serve_judge(cfg: AlmaConfig, checkpoint: str, token: str | None,
     host, port = cfg.judge_serve.host, cfg.judge_serve.port
     check_listen_address(host, port, token)
     load_rubric(cfg.judge.rubric)  # a missing rubric file fails here, before Ray starts
-    folder = resolve_model(checkpoint).resolve()
+    folder = resolve_model(checkpoint, trust_remote_code=cfg.model.trust_remote_code).resolve()
     model = model_name(cfg, checkpoint)
     stop = stop or threading.Event()
 

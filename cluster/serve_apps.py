@@ -28,7 +28,8 @@ def deployment_options(cfg: AlmaConfig) -> dict[str, Any]:
 
 def engine_args(cfg: AlmaConfig) -> dict[str, Any]:
     return {"engine": cfg.model.engine, "dtype": cfg.model.dtype, "max_batch_size": cfg.model.max_batch_size,
-            "threads": cfg.model.threads}
+            "threads": cfg.model.threads, "trust_remote_code": cfg.model.trust_remote_code,
+            "device": cfg.model.device, "vllm": cfg.model.vllm.model_dump()}
 
 
 def start_serve() -> None:

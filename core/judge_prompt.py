@@ -11,6 +11,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
+from alma.core.errors import ConfigError
 from alma.core.seeds import JudgeExample
 
 LABELS = tuple(str(i) for i in range(11))
@@ -36,7 +37,15 @@ SCALE = ("0 = unusable, off-topic or harmful; 2 = mostly wrong; 4 = partly corre
 
 def load_rubric(path: str | None) -> str:
     """The scale text put into every judge prompt: the config's file, or the built-in one-line SCALE."""
-    return Path(path).read_text(encoding="utf-8").strip() if path else SCALE
+    if not path:
+        return SCALE
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"judge.rubric {path}: cannot read it ({e.__class__.__name__})") from None
+    if not text:
+        raise ConfigError(f"judge.rubric {path}: the file is empty")
+    return text
 
 
 def judge_messages(prompt: str, response: str, rubric: str) -> list[dict[str, str]]:

@@ -3,6 +3,9 @@
 A stage folder that exists always holds a manifest (the rename is the commit point), so "the manifest
 exists" means "this stage finished", and a rerun skips it. A crash before the rename leaves only a
 `.tmp-*` folder that the next attempt deletes.
+
+A run folder at a URI (s3://, gs://) has no rename; core.storage mirrors committed stages there, manifest
+last.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ class Manifest:
     committed_at: float = 0.0
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in blocks (checkpoints are large)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -86,7 +90,7 @@ def commit_stage(stage_dir: Path, stage: str, config_hash: str) -> Iterator[Stag
     start = time.time()
     try:
         yield writer
-        files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        files = {str(p.relative_to(tmp)): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = Manifest(stage=stage, config_hash=config_hash, rows=writer.rows, files=files,
                             info=writer.info, seconds=round(time.time() - start, 3), committed_at=time.time())
         write_json_atomic(tmp / MANIFEST, asdict(manifest))
@@ -96,10 +100,11 @@ def commit_stage(stage_dir: Path, stage: str, config_hash: str) -> Iterator[Stag
         raise
 
 
-def check_committed(stage_dir: Path, config_hash: str) -> Manifest | None:
-    """The stage's manifest if it was committed under this config; refuse a run made with another one."""
+def check_committed(stage_dir: Path, config_hash: str, any_config: bool = False) -> Manifest | None:
+    """The stage's manifest if it was committed under this config (or any, with `any_config`: --force);
+    refuse a run made with another one."""
     manifest = read_manifest(stage_dir)
-    if manifest is not None and manifest.config_hash != config_hash:
+    if manifest is not None and manifest.config_hash != config_hash and not any_config:
         raise RunStateError(
             f"{stage_dir} was committed by a run with another config ({manifest.config_hash} != {config_hash}); "
             "use a new --out folder or restore the original config"

@@ -119,6 +119,11 @@ def _turns(row: dict[str, Any], key: str, role_key: str, text_key: str, roles: d
 def _sft_row(row: Any, where: tuple[str, int]) -> SftExample:
     if not isinstance(row, dict):
         raise InputError(where[0], where[1], None, "expected a JSON object")
+    layouts = [key for key in ("messages", "conversations", "prompt", "response") if key in row]
+    if len(layouts) > 1 and layouts[:2] != ["prompt", "response"]:
+        raise InputError(where[0], where[1], layouts[1],
+                         f"the row also has '{layouts[0]}': use one layout per row (messages, conversations "
+                         "or prompt+response)")
     if "messages" in row:
         turns = _turns(row, "messages", "role", "content", {r: r for r in CHAT_ROLES}, where)
         key = "messages"
@@ -156,16 +161,7 @@ def _judge_row(row: Any, where: tuple[str, int]) -> JudgeExample:
 
 
 def _load(path: Path, parse) -> list:
-    out, seen = [], {}
-    for line, row in _rows(path):
-        item = parse(row, (str(path), line))
-        if item in seen:
-            raise InputError(str(path), line, None, f"duplicate of line {seen[item]}")
-        seen[item] = line
-        out.append(item)
-    if not out:
-        raise InputError(str(path), None, None, "no rows")
-    return out
+    return list(_lines(path, parse))
 
 
 def _freeze(ex: SftExample) -> tuple:
@@ -181,6 +177,33 @@ def load_sft(path: str | Path) -> list[SftExample]:
 def load_judge(path: str | Path) -> list[JudgeExample]:
     """Validated judge triplets (prompt, response, integer score 0..10)."""
     return _load(Path(path), _judge_row)
+
+
+def _prompt_row(row: Any, where: tuple[str, int]) -> str:
+    if not isinstance(row, dict):
+        raise InputError(where[0], where[1], None, "expected a JSON object")
+    extra = sorted(set(row) - {"prompt"})
+    if extra:
+        raise InputError(where[0], where[1], extra[0], "unknown field (expected prompt)")
+    return _text(row, "prompt", where)
+
+
+def load_prompts(path: str | Path) -> list[tuple[int, str]]:
+    """Validated evaluation prompts, rows {"prompt": "..."}, as (line, prompt); duplicates rejected."""
+    return [(line, prompt) for prompt, line in _lines(Path(path), _prompt_row).items()]
+
+
+def _lines(path: Path, parse) -> dict:
+    """Each parsed row with its line, in file order; a repeated row raises InputError."""
+    seen: dict = {}
+    for line, row in _rows(path):
+        item = parse(row, (str(path), line))
+        if item in seen:
+            raise InputError(str(path), line, None, f"duplicate of line {seen[item]}")
+        seen[item] = line
+    if not seen:
+        raise InputError(str(path), None, None, "no rows")
+    return seen
 
 
 @dataclass(frozen=True)

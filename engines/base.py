@@ -1,4 +1,4 @@
-"""The inference engine contract shared by every backend (transformers now, vLLM later).
+"""The inference engine contract shared by every backend (transformers, vLLM).
 
 Actors talk to an engine, never to a model library directly, so that the backend is a config choice.
 An engine holds ONE checkpoint; the generator deployment keeps one engine per checkpoint it serves.
@@ -7,7 +7,7 @@ An engine holds ONE checkpoint; the generator deployment keeps one engine per ch
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Protocol, Sequence, Union, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -72,4 +72,25 @@ class Engine(Protocol):
         encoded as raw text (no chat template) and cut to their first `max_tokens` tokens. A row does not
         depend on which other texts share its call.
         """
+        ...
+
+    def close(self) -> None:
+        """Release the model (and any processes serving it); the engine is unusable afterwards."""
+        ...
+
+
+@runtime_checkable
+class ConcurrentEngine(Protocol):
+    """An engine that batches concurrent calls itself (vLLM's continuous batching).
+
+    A Serve replica awaits these from its event loop without taking turns: requests that arrive while
+    others run join the running batch instead of queueing behind it. Same results as the sync methods.
+    """
+
+    async def agenerate(self, prompts: Sequence[Prompt], n: int, sampling: Sampling) -> list[list[str]]:
+        ...
+
+    async def ascore_distribution(
+        self, conversations: Sequence[list[Message]], answer_prefix: str, labels: Sequence[str]
+    ) -> list[list[float]]:
         ...

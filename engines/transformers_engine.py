@@ -1,8 +1,8 @@
-"""The engine contract (engines/base.py) on plain transformers: CPU-friendly, no extra runtime.
+"""The engine contract (engines/base.py) on plain transformers: CPU or one CUDA GPU, no extra runtime.
 
 Batched `generate` for sampling, one forward pass (per `max_batch_size` rows) for the judge's score
-distribution, and one for pooled hidden-state embeddings. The label arithmetic lives in core.scoring;
-this module only tokenises, pads and reads log-probs and hidden states.
+distribution, and one for pooled hidden-state embeddings. The label arithmetic lives in core.scoring and
+the token rules in engines.encoding; this module only pads and reads log-probs and hidden states.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from alma.core.scoring import LabelTrie, TokenIds, context_sequences, label_distribution, queries
+from alma.core.scoring import TokenIds, context_sequences, label_distribution, queries
 from alma.engines.base import Message, Prompt, Sampling
+from alma.engines.encoding import PromptEncoder, cut_at_stop
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 POOLINGS = ("mean", "last")
@@ -28,6 +29,7 @@ class TransformersEngine:
     `threads` sets torch's intra-op threads for the whole process (torch has no per-model setting), so
     one engine per process is the intended use, as in a Ray actor. Calls are not thread-safe: a seeded
     call reseeds torch's (process-global) RNG for its duration, so serve one call at a time.
+    `device` is "cpu", "cuda" (the current GPU) or "cuda:N"; results come back on the CPU either way.
     """
 
     def __init__(
@@ -36,6 +38,8 @@ class TransformersEngine:
         dtype: str = "float32",
         threads: int | None = None,
         max_batch_size: int = 16,
+        trust_remote_code: bool = False,
+        device: str = "cpu",
     ) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"dtype {dtype!r} is not one of {sorted(DTYPES)}")
@@ -45,49 +49,22 @@ class TransformersEngine:
             torch.set_num_threads(threads)
         self.checkpoint = str(checkpoint)
         self.max_batch_size = max_batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(self.checkpoint)
+        self.device = torch.device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.checkpoint, trust_remote_code=trust_remote_code)
         self.model = AutoModelForCausalLM.from_pretrained(
-            self.checkpoint, dtype=DTYPES[dtype], use_safetensors=True, trust_remote_code=False
-        ).eval()
-        self._stop_token_ids = self._end_token_ids()
+            self.checkpoint, dtype=DTYPES[dtype], use_safetensors=True, trust_remote_code=trust_remote_code
+        ).to(self.device).eval()
+        self.encoder = PromptEncoder(self.tokenizer, self.model.generation_config.eos_token_id, self.checkpoint)
+        self._stop_token_ids = self.encoder.end_token_ids
         # Some tokenizers (SmolLM2's GGUF one included) have no pad token; any id works for padding,
         # since the attention mask hides it and decoding skips it.
         pad = self.tokenizer.pad_token_id
         self._pad_id = pad if pad is not None else self._stop_token_ids[0]
-        self._label_tries: dict[tuple[str, tuple[str, ...]], LabelTrie] = {}
-
-    def _end_token_ids(self) -> list[int]:
-        """Every id that ends an answer: the tokenizer's eos, the model's, and ChatML's <|im_end|>."""
-        ids: list[int] = []
-        model_eos = self.model.generation_config.eos_token_id
-        candidates = [self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")]
-        candidates += model_eos if isinstance(model_eos, list) else [model_eos]
-        for token in candidates:
-            if token is not None and token != self.tokenizer.unk_token_id and token not in ids:
-                ids.append(token)
-        if not ids:
-            raise ValueError(f"{self.checkpoint}: the tokenizer and model define no end-of-text token")
-        return ids
 
     # ---- generation ------------------------------------------------------------------------------
 
-    def _prompt_ids(self, prompt: Prompt) -> list[int]:
-        """Raw text is encoded as is (plus BOS where the tokenizer adds one); chats go through the template.
-
-        The rendered template already holds its special tokens, so it is encoded without adding any.
-        """
-        if isinstance(prompt, str):
-            # A rendered chat (see render_chat) already starts with its BOS, where the template has one.
-            bos = self.tokenizer.bos_token
-            ids = self.tokenizer(prompt, add_special_tokens=not (bos and prompt.startswith(bos)))["input_ids"]
-        else:
-            ids = self.tokenizer(self.render_chat(prompt), add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise ValueError("an empty prompt gives the model nothing to continue")
-        return ids
-
     def render_chat(self, conversation: list[Message]) -> str:
-        return self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        return self.encoder.render_chat(conversation)
 
     def generate(self, prompts: Sequence[Prompt], n: int, sampling: Sampling) -> list[list[str]]:
         if n < 1:
@@ -104,14 +81,14 @@ class TransformersEngine:
             stop_strings=list(sampling.stop) or None,
             **({} if greedy else {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0}),
         )
-        encoded = [self._prompt_ids(prompt) for prompt in prompts]
+        encoded = [self.encoder.prompt_ids(prompt) for prompt in prompts]
         # Batches are bounded in rows (prompts x samples), which is what memory scales with.
         prompts_per_batch = max(1, self.max_batch_size // per_prompt)
         completions: list[list[str]] = []
-        with torch.inference_mode(), _seeded(sampling.seed):
+        with torch.inference_mode(), _seeded(sampling.seed, self.device):
             for start in range(0, len(encoded), prompts_per_batch):
                 batch = encoded[start : start + prompts_per_batch]
-                input_ids, attention_mask = _left_pad(batch, self._pad_id)
+                input_ids, attention_mask = _left_pad(batch, self._pad_id, self.device)
                 output = self.model.generate(
                     input_ids=input_ids,
                     attention_mask=attention_mask,
@@ -121,7 +98,7 @@ class TransformersEngine:
                 texts = self.tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)
                 for index in range(len(batch)):
                     answers = [
-                        _cut_at_stop(text, sampling.stop)
+                        cut_at_stop(text, sampling.stop)
                         for text in texts[index * per_prompt : (index + 1) * per_prompt]
                     ]
                     completions.append(answers * n if greedy else answers)
@@ -129,40 +106,13 @@ class TransformersEngine:
 
     # ---- judging ---------------------------------------------------------------------------------
 
-    def _label_trie(self, answer_prefix: str, labels: tuple[str, ...]) -> LabelTrie:
-        """The labels' token paths as the model would write them after the answer prefix.
-
-        Labels are encoded in context, because a BPE can merge a label with the text before it.
-        Byte-level BPEs split text into pieces before merging, so a label's tokens depend only on the
-        few characters before it: the generation prompt's tail plus `answer_prefix`, the same for every
-        conversation, hence one cached trie per (answer_prefix, labels). Where the prefix's own tokens
-        change once a label follows (e.g. a prefix ending in a space that merges with a digit), the
-        label is encoded alone.
-        """
-        key = (answer_prefix, labels)
-        if key not in self._label_tries:
-            context = self.render_chat([{"role": "user", "content": ""}]) + answer_prefix
-            context_ids = self.tokenizer(context, add_special_tokens=False)["input_ids"]
-            paths = {}
-            for label in labels:
-                ids = self.tokenizer(context + label, add_special_tokens=False)["input_ids"]
-                if ids[: len(context_ids)] == context_ids and len(ids) > len(context_ids):
-                    paths[label] = ids[len(context_ids) :]
-                else:
-                    paths[label] = self.tokenizer(label, add_special_tokens=False)["input_ids"]
-            self._label_tries[key] = LabelTrie.from_paths(paths)
-        return self._label_tries[key]
-
     def score_distribution(
         self, conversations: Sequence[list[Message]], answer_prefix: str, labels: Sequence[str]
     ) -> list[list[float]]:
-        trie = self._label_trie(answer_prefix, tuple(labels))
+        trie = self.encoder.label_trie(answer_prefix, labels)
         wanted = queries(trie)
         suffixes = context_sequences(trie)
-        prefixes = [
-            self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            for text in (self.render_chat(conversation) + answer_prefix for conversation in conversations)
-        ]
+        prefixes = [self.encoder.judge_ids(conversation, answer_prefix) for conversation in conversations]
         # One row per (conversation, suffix); rows are independent, so any batching gives the same numbers.
         rows = [(index, suffix) for index in range(len(prefixes)) for suffix in suffixes]
         logprobs: list[dict[TokenIds, dict[int, float]]] = [{} for _ in prefixes]
@@ -190,7 +140,7 @@ class TransformersEngine:
         just that tail instead of a (batch, length, vocab) tensor, which for a 49k vocabulary and long
         judge prompts would run into gigabytes. Position ids then have to skip the padding.
         """
-        input_ids, attention_mask = _left_pad(sequences, self._pad_id)
+        input_ids, attention_mask = _left_pad(sequences, self._pad_id, self.device)
         position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
         with torch.inference_mode():
             logits = self.model(
@@ -200,8 +150,13 @@ class TransformersEngine:
                 logits_to_keep=keep,
                 use_cache=False,
             ).logits
-        return logits.float().log_softmax(dim=-1)
+        return logits.float().log_softmax(dim=-1).cpu()
 
+    def close(self) -> None:
+        """Drop the model; on a GPU, hand its memory back to the device."""
+        self.model = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     # ---- embedding -------------------------------------------------------------------------------
 
@@ -212,14 +167,14 @@ class TransformersEngine:
         states = self.model.config.num_hidden_layers + 1
         if not -states <= layer < states:
             raise ValueError(f"layer {layer} is outside the model's {states} hidden states")
-        encoded = [self._prompt_ids(text)[:max_tokens] for text in texts]
+        encoded = [self.encoder.prompt_ids(text)[:max_tokens] for text in texts]
         out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
         # Similar lengths share a batch, so little compute goes to padding.
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         with torch.inference_mode():
             for start in range(0, len(order), self.max_batch_size):
                 rows = order[start : start + self.max_batch_size]
-                input_ids, attention_mask = _right_pad([encoded[i] for i in rows], self._pad_id)
+                input_ids, attention_mask = _right_pad([encoded[i] for i in rows], self._pad_id, self.device)
                 hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
                                     use_cache=False, logits_to_keep=1).hidden_states[layer].float()
                 if pooling == "mean":
@@ -227,11 +182,11 @@ class TransformersEngine:
                     pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1)
                 else:
                     pooled = hidden[torch.arange(len(rows)), attention_mask.sum(dim=1) - 1]
-                out[rows] = pooled.numpy()
+                out[rows] = pooled.cpu().numpy()
         return out
 
 
-def _right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _right_pad(sequences: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right padding: every sequence starts at position 0, so positions need no correction."""
     width = max(len(sequence) for sequence in sequences)
     input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
@@ -239,10 +194,10 @@ def _right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, t
     for row, sequence in enumerate(sequences):
         input_ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
         attention_mask[row, : len(sequence)] = 1
-    return input_ids, attention_mask
+    return input_ids.to(device), attention_mask.to(device)
 
 
-def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _left_pad(sequences: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Left padding: every sequence ends in the last column, where generation continues it."""
     width = max(len(sequence) for sequence in sequences)
     input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
@@ -250,21 +205,19 @@ def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, to
     for row, sequence in enumerate(sequences):
         input_ids[row, width - len(sequence) :] = torch.tensor(sequence, dtype=torch.long)
         attention_mask[row, width - len(sequence) :] = 1
-    return input_ids, attention_mask
+    return input_ids.to(device), attention_mask.to(device)
 
 
 @contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
-    """Seed torch's RNG for one call without disturbing the process's own stream afterwards."""
+def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Seed torch's RNG for one call without disturbing the process's own streams afterwards.
+
+    On a GPU the sampling draws from that GPU's generator, which is forked (and seeded) too.
+    """
     if seed is None:
         yield
         return
-    with torch.random.fork_rng(devices=[]):
+    gpus = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=gpus):
         torch.manual_seed(seed)
         yield
-
-
-def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    """Truncate at the earliest stop string; generate's own stop check only ends the loop."""
-    found = [index for index in (text.find(stop) for stop in stops if stop) if index >= 0]
-    return text[: min(found, default=len(text))]

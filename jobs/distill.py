@@ -35,8 +35,10 @@ def label_stage(ctx: RunContext, responses: Path, judge: Path, rubric: str) -> P
         rows = read_table(responses).to_pylist()
         picked = pick_pairs(rows, ctx.cfg.judge.distill_pairs, ctx.cfg.seed)
         deploy_judge(ctx.cfg, str(judge.resolve()), rubric)
-        w.rows = stream_through(picked, JudgeCaller, ctx.cfg, w.path, {"mode": "expected"})
-        w.info = {"judge": str(judge), "asked": ctx.cfg.judge.distill_pairs, "available": len(rows)}
+        streamed = stream_through(picked, JudgeCaller, ctx.cfg, w.path, {"mode": "expected"})
+        w.rows = streamed.rows
+        w.info = {"judge": str(judge), "asked": ctx.cfg.judge.distill_pairs, "available": len(rows),
+                  **streamed.info()}
 
     ctx.stage(out, "judge distill labels", build)
     return out

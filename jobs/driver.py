@@ -14,9 +14,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from alma.config import AlmaConfig
+from alma.core.errors import RunStateError
 from alma.core.judge_prompt import load_rubric
-from alma.core.manifest import write_json_atomic
 from alma.core.seeds import bundled, file_fingerprint, load_judge, load_sft
+from alma.jobs.report import finish_run_report, run_throughput
 from alma.jobs.rounds import RoundResult
 from alma.jobs.run_context import RunContext, say
 
@@ -29,6 +30,22 @@ def format_table(results: list[RoundResult]) -> str:
         lines.append(f"{r.round:>5} {r.prompts:>7} {r.responses:>9} {r.mean_score_all:>16.3f} "
                      f"{r.mean_score_best:>17.3f} {r.train_examples:>10} {r.seconds:>8.1f}")
     return "\n".join(lines)
+
+
+def check_run_folder(run_dir: Path, seeds: dict, force: bool) -> None:
+    """Refuse a run folder that is a file, or a resume whose seed files changed content since (unless forced):
+    the config names the seed files, not what they hold."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunStateError(f"{run_dir} is a file, not a run folder; pass --out with a folder")
+    try:
+        before = json.loads((run_dir / "seeds.json").read_text())
+    except (OSError, ValueError):
+        return
+    changed = [f"{name} ({seeds[name]['path']})" for name in seeds
+               if before.get(name, {}).get("sha256") not in (None, seeds[name]["sha256"])]
+    if changed and not force:
+        raise RunStateError(f"{run_dir} was started from other seed data: {', '.join(changed)} changed since; "
+                            "restore the files, pass --out NEW_FOLDER, or --force to keep its committed stages")
 
 
 def run(cfg: AlmaConfig, force: bool = False) -> dict:
@@ -45,14 +62,17 @@ def run(cfg: AlmaConfig, force: bool = False) -> dict:
     judge_file = Path(cfg.seed_judge) if cfg.seed_judge else bundled("judge.jsonl")
     seed_sft, seed_judge = load_sft(sft_file), load_judge(judge_file)
     rubric = load_rubric(cfg.judge.rubric)
+    # Every check of the user's input comes before the run folder is made: bad input writes nothing.
+    base = resolve_model(cfg.model.base, trust_remote_code=cfg.model.trust_remote_code).resolve()
+    seeds = {"sft": {"path": str(sft_file), "sha256": file_fingerprint(sft_file), "rows": len(seed_sft)},
+             "judge": {"path": str(judge_file), "sha256": file_fingerprint(judge_file), "rows": len(seed_judge)}}
+    check_run_folder(cfg.run_dir(), seeds, force)
     started = time.time()
     ctx = RunContext(cfg, cfg.run_dir())
     ctx.open(force=force)
-    write_json_atomic(ctx.run_dir / "seeds.json", {
-        "sft": {"path": str(sft_file), "sha256": file_fingerprint(sft_file), "rows": len(seed_sft)},
-        "judge": {"path": str(judge_file), "sha256": file_fingerprint(judge_file), "rows": len(seed_judge)}})
-    say(f"run folder {ctx.run_dir} ({len(seed_sft)} SFT seed rows, {len(seed_judge)} judge seed rows)")
-    base = resolve_model(cfg.model.base).resolve()
+    ctx.write_json("seeds.json", seeds)
+    where = ctx.location if ctx.remote is None else f"{ctx.location} (working copy {ctx.run_dir})"
+    say(f"run folder {where} ({len(seed_sft)} SFT seed rows, {len(seed_judge)} judge seed rows)")
     ray_ctx = start_ray(ctx.run_dir, cfg.cluster.address, cfg.cluster.host, cfg.cluster.num_cpus)
     try:
         start_serve()
@@ -73,8 +93,13 @@ def run(cfg: AlmaConfig, force: bool = False) -> dict:
                "judge": str(judge_path),
                "rounds": [{**asdict(r), "checkpoint": str(r.checkpoint)} for r in results],
                "stage_seconds": ctx.timings, "wall_seconds": round(time.time() - started, 1),
-               "final_checkpoint": str(results[-1].checkpoint)}
-    write_json_atomic(ctx.run_dir / "summary.json", summary)
+               "final_checkpoint": str(results[-1].checkpoint), "errors": ctx.errors,
+               "throughput": run_throughput(ctx.run_dir)}
+    ctx.write_json("summary.json", summary)
     say("done\n" + format_table(results))
+    for label, failed in ctx.errors.items():
+        say(f"{label}: {failed['errors']} rows failed for good ({failed['rows_lost']} results missing); "
+            f"their reasons are in {failed['table']}")
     say(f"final model: {results[-1].checkpoint}  (summary: {ctx.run_dir / 'summary.json'})")
+    finish_run_report(ctx)
     return json.loads(json.dumps(summary))

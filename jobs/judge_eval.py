@@ -83,7 +83,7 @@ def _judge_folders(args: argparse.Namespace, cfg: AlmaConfig, run: Path | None) 
     folders: dict[str, Path] = {}
     for name in wanted:
         if explicit[name]:
-            folders[name] = resolve_model(explicit[name])
+            folders[name] = resolve_model(explicit[name], trust_remote_code=cfg.model.trust_remote_code)
         elif run is not None and read_manifest(run / "checkpoints" / name) is not None:
             folders[name] = run / "checkpoints" / name
         elif args.judges:
@@ -127,7 +127,8 @@ def evaluate(cfg: AlmaConfig, heldout: list[JudgeExample], shots: list[JudgeExam
     results = []
     for name, checkpoint in judges.items():
         engine = load_engine(cfg.model.engine, checkpoint, cfg.model.dtype, cfg.model.max_batch_size,
-                             cfg.model.threads)
+                             cfg.model.threads, cfg.model.trust_remote_code, device=cfg.model.device,
+                             vllm=cfg.model.vllm.model_dump())
         conversations = [
             few_shot_messages(examples, e.prompt, e.response, rubric, prefix) if name == BASE
             else judge_messages(e.prompt, e.response, rubric)
@@ -142,7 +143,7 @@ def evaluate(cfg: AlmaConfig, heldout: list[JudgeExample], shots: list[JudgeExam
             results.append({"judge": name, "checkpoint": str(checkpoint), "mode": mode, **asdict(metrics),
                             "missing": sum(j.missing for j in judgments), "seconds": round(seconds, 3),
                             "scores": [j.score for j in judgments]})
-        del engine  # before the next judge loads: one model in memory at a time
+        engine.close()  # before the next judge loads: one model (and one vLLM engine) at a time
     return results
 
 

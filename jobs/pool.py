@@ -29,8 +29,9 @@ from alma.core.errors import RunStateError
 from alma.core.manifest import StageWriter
 from alma.core.near_dup import NearDuplicateIndex
 from alma.core.prompts import PromptFilter, few_shot_request, normalize, parse_reply, prompt_id, sample_few_shot
+from alma.jobs.progress import watch_rows
 from alma.jobs.run_context import RunContext
-from alma.jobs.streaming import data_module, read_table, stream_through
+from alma.jobs.streaming import actor_fault_options, data_module, read_table, stream_through
 
 POOL_FILE = "prompts.parquet"
 CLUSTERS_FILE = "clusters.parquet"
@@ -59,8 +60,8 @@ def synthesize_pool(ctx: RunContext, base: Path, seed_prompts: list[str]) -> Pat
         requests = [{"prompt_id": f"attempt-{i}", "prompt": few_shot_request(s), "mode": "text",
                      "checkpoint": "base", "checkpoint_path": str(base), "n": 1, "seed": f"pool-{ctx.cfg.seed}-{i}"}
                     for i, s in enumerate(shots)]
-        stream_through(requests, GenerateCaller, ctx.cfg, w.path / "raw",
-                       {"sampling": cfg.sampling.model_dump()})
+        streamed = stream_through(requests, GenerateCaller, ctx.cfg, w.path / "raw",
+                                  {"sampling": cfg.sampling.model_dump()})
         # Attempt order, not arrival order: which duplicate is kept must not depend on scheduling.
         raw = sorted(read_table(w.path / "raw").to_pylist(), key=lambda r: _attempt(r["prompt_id"]))
         near_dup = NearDuplicateIndex(cfg.near_dup_threshold, cfg.near_dup_perms, cfg.near_dup_shingle,
@@ -75,7 +76,7 @@ def synthesize_pool(ctx: RunContext, base: Path, seed_prompts: list[str]) -> Pat
         pq.write_table(pa.Table.from_pylist(kept, schema=pa.schema(
             [("prompt_id", pa.string()), ("prompt", pa.string()), ("attempt", pa.string())])), w.path / POOL_FILE)
         w.rows = len(kept)
-        w.info = {"funnel": filt.funnel(len(raw)),
+        w.info = {**streamed.info("raw"), "funnel": filt.funnel(len(raw)),
                   "near_dup": {"threshold": cfg.near_dup_threshold, "shingle_words": cfg.near_dup_shingle,
                                "perms": cfg.near_dup_perms, "lsh_bands": near_dup.bands, "lsh_rows": near_dup.rows}}
 
@@ -103,14 +104,17 @@ def embed_pool(ctx: RunContext, base: Path, pool_file: Path) -> Path:
             fn_constructor_kwargs={"checkpoint": str(base), "engine": cfg.model.engine, "dtype": cfg.model.dtype,
                                    "max_batch_size": cfg.model.max_batch_size, "threads": cfg.model.threads,
                                    "layer": cfg.pool.embed_layer, "pooling": cfg.pool.embed_pooling,
-                                   "max_tokens": cfg.pool.embed_max_tokens},
+                                   "max_tokens": cfg.pool.embed_max_tokens,
+                                   "trust_remote_code": cfg.model.trust_remote_code, "device": cfg.model.device},
             batch_size=cfg.pool.embed_batch,
             batch_format="pyarrow",
             compute=ray_data.ActorPoolStrategy(size=cfg.pool.embed_actors),
             num_cpus=cfg.serve.num_cpus,
             num_gpus=cfg.serve.num_gpus,
+            **actor_fault_options(cfg),
         )
-        ds.write_parquet(str(w.path))
+        with watch_rows(w.path, pq.read_metadata(pool_file).num_rows):
+            ds.write_parquet(str(w.path))
         files = parquet_files(w.path)
         w.rows = sum(pq.read_metadata(f).num_rows for f in files)
         expected = pq.read_metadata(pool_file).num_rows

@@ -21,6 +21,7 @@ from alma.core.draw import draw_clustered, draw_random
 from alma.core.manifest import Manifest, StageWriter, read_manifest
 from alma.core.seeds import SftExample
 from alma.core.selection import best_of_n, effective_mix, split_n
+from alma.jobs.dpo import dpo_round
 from alma.jobs.initial_models import sft_rows, train_stage
 from alma.jobs.pool import read_clusters, unit_vectors
 from alma.jobs.run_context import RunContext, say
@@ -37,7 +38,7 @@ class RoundResult:
     responses: int
     mean_score_all: float
     mean_score_best: float
-    train_examples: int
+    train_examples: int  # SFT rows, or with round.training dpo the preference pairs
     checkpoint: Path
     seconds: float
     diversity: dict = field(default_factory=dict)  # the draw's, and random draws': see core.diversity
@@ -91,9 +92,10 @@ def responses_stage(ctx: RunContext, r: int, draw_file: Path, checkpoints: dict[
         requests = [{"prompt_id": d["prompt_id"], "prompt": d["prompt"], "mode": "chat", "checkpoint": name,
                      "checkpoint_path": str(checkpoints[name]), "n": n, "seed": f"{ctx.cfg.seed}-{r}-{d['prompt_id']}-{name}"}
                     for d in draw for name, n in split.items()]
-        w.rows = stream_through(requests, GenerateCaller, ctx.cfg, w.path,
-                                {"sampling": ctx.cfg.round.sampling.model_dump()})
-        w.info = {"split": split}
+        streamed = stream_through(requests, GenerateCaller, ctx.cfg, w.path,
+                                  {"sampling": ctx.cfg.round.sampling.model_dump()})
+        w.rows = streamed.rows
+        w.info = {"split": split, **streamed.info()}
 
     ctx.stage(out, f"round {r} responses", build)
     return out
@@ -104,8 +106,9 @@ def scores_stage(ctx: RunContext, r: int, responses: Path, judge: Path) -> Path:
     out = ctx.round_dir(r) / "scores"
 
     def build(w: StageWriter) -> None:
-        w.rows = stream_through(responses, JudgeCaller, ctx.cfg, w.path)
-        w.info = {"judge": str(judge), "scoring": ctx.cfg.judge.scoring}
+        streamed = stream_through(responses, JudgeCaller, ctx.cfg, w.path)
+        w.rows = streamed.rows
+        w.info = {"judge": str(judge), "scoring": ctx.cfg.judge.scoring, **streamed.info()}
 
     ctx.stage(out, f"round {r} judge", build)
     return out
@@ -161,12 +164,16 @@ def synthesize(ctx: RunContext, r: int, pool_file: Path, sft_paths: list[Path]) 
 
 def judge_and_train(ctx: RunContext, r: int, base: Path, responses: Path, judge: Path,
                     seed_sft: list[SftExample]) -> RoundResult:
-    """Judge round r's responses with the deployed judge, keep the best of N, retrain from the base."""
+    """Judge round r's responses with the deployed judge, keep the best of N, retrain from the base (or,
+    with round.training dpo, train on preference pairs: jobs/dpo.py)."""
     scores = scores_stage(ctx, r, responses, judge)
     info = best_stage(ctx, r, scores).info
-    rows = round_training_rows(ctx, r, seed_sft)
-    ckpt = train_stage(ctx, f"round-{r}", base, rows, ctx.cfg.seed + 1000 * r)
+    if ctx.cfg.round.training == "dpo":
+        ckpt, trained_on = dpo_round(ctx, r, scores)
+    else:
+        rows = round_training_rows(ctx, r, seed_sft)
+        ckpt, trained_on = train_stage(ctx, f"round-{r}", base, rows, ctx.cfg.seed + 1000 * r), len(rows)
     seconds = sum(t for label, t in ctx.timings.items() if label.startswith(f"round {r} ") or label == f"train round-{r}")
     return RoundResult(r, ctx.cfg.round.prompts_per_round, info["responses"], info["mean_score_all"],
-                       info["mean_score_best"], len(rows), ckpt, round(seconds, 1),
+                       info["mean_score_best"], trained_on, ckpt, round(seconds, 1),
                        read_manifest(ctx.round_dir(r) / "draw").info["diversity"])

@@ -1,45 +1,141 @@
-"""Stream a table through a Serve deployment with Ray Data and write the result as Parquet."""
+"""Stream a table through a Serve deployment with Ray Data and write the result as Parquet.
+
+Nothing is lost on the way: a caller returns every input row, as its results or as an error row
+(actors/callers.py); the error rows go to `errors.parquet` in the output folder with their reason, and the
+counts are checked to add up exactly (results + what the failed rows stood for = what was asked).
+"""
 
 from __future__ import annotations
 
-import sys
+import logging
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from alma.actors.callers import ATTEMPTS, ERROR, ROWS_LOST
 from alma.config import AlmaConfig
+from alma.core.errors import RunStateError
+from alma.jobs.progress import watch_rows
+
+ERRORS_FILE = "errors.parquet"
+_RAW = "_streamed"  # Ray Data's own output, split into results and errors before the stage commits
+
+
+def data_files(folder: Path) -> list[Path]:
+    """A stage folder's Parquet result files (its errors table is not one of them)."""
+    return sorted(f for f in folder.glob("*.parquet") if f.name != ERRORS_FILE)
 
 
 def read_table(folder: Path) -> pa.Table:
-    """All Parquet files of a stage folder as one table (stages may write several files)."""
-    files = sorted(folder.glob("*.parquet"))
+    """All Parquet result files of a stage folder as one table (stages may write several files)."""
+    files = data_files(folder)
     if not files:
         raise FileNotFoundError(f"no Parquet files in {folder}")
     return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
 
 
 def data_module():
-    """`ray.data`, with progress bars only on a terminal (the driver's log gets one line per stage)."""
+    """`ray.data` without its own progress bars: the driver prints one progress line per stage instead
+    (jobs.progress: redrawn on a terminal, where Ray Data's bars would draw over it; throttled in logs)."""
     import ray.data
 
-    ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
     return ray.data
 
 
+def retry_settings(cfg: AlmaConfig) -> dict[str, Any]:
+    s = cfg.serve
+    return {"retries": s.request_retries, "backoff_s": s.retry_backoff_s, "max_backoff_s": s.retry_backoff_max_s,
+            "timeout_s": s.request_timeout_s}
+
+
+def actor_fault_options(cfg: AlmaConfig) -> dict[str, int]:
+    """Bounded recovery of Ray Data's own actors: a dead actor is restarted and its task retried, at most
+    serve.request_retries times (Ray Data's default is without limit). Ray 2.60 takes these as remote args
+    of map_batches, which it marks deprecated (for 2.64) without a named replacement yet."""
+    return {"max_restarts": cfg.serve.request_retries, "max_task_retries": cfg.serve.request_retries}
+
+
+@dataclass(frozen=True)
+class Streamed:
+    rows: int  # result rows written
+    errors: int  # input rows that failed permanently (in errors.parquet)
+    rows_lost: int  # result rows those stood for
+    retried_rows: int  # result rows that needed more than one attempt
+
+    def info(self, under: str = "") -> dict[str, Any]:
+        """For the stage's manifest; `under` is the output folder's path inside the stage folder."""
+        out: dict[str, Any] = {"errors": self.errors, "retried_rows": self.retried_rows}
+        if self.errors:
+            out["errors_file"] = f"{under}/{ERRORS_FILE}" if under else ERRORS_FILE
+            out["rows_lost"] = self.rows_lost
+        return out
+
+
 def stream_through(rows: list[dict[str, Any]] | Path, caller: type, cfg: AlmaConfig, out: Path,
-                   caller_kwargs: dict[str, Any] | None = None) -> int:
-    """Map `rows` (a list of dicts, or a Parquet folder) through `caller` actors into `out`; row count."""
+                   caller_kwargs: dict[str, Any] | None = None) -> Streamed:
+    """Map `rows` (a list of dicts, or a stage folder's result files) through `caller` actors into `out`."""
     ray_data = data_module()
-    ds = ray_data.read_parquet(str(rows)) if isinstance(rows, Path) else ray_data.from_items(rows)
+    if isinstance(rows, Path):
+        files = data_files(rows)
+        ds = ray_data.read_parquet([str(f) for f in files])
+        expected = _expected_from_files(files, caller.fan_out)
+    else:
+        ds = ray_data.from_items(rows)
+        expected = sum(int(r[caller.fan_out]) for r in rows) if caller.fan_out else len(rows)
     ds = ds.map_batches(
         caller,
-        fn_constructor_kwargs=caller_kwargs or {},
+        fn_constructor_kwargs={"retry": retry_settings(cfg), **(caller_kwargs or {})},
         batch_size=cfg.serve.request_batch,
         compute=ray_data.ActorPoolStrategy(size=cfg.serve.data_concurrency),
         # Callers only wait on deployment handles; the deployments hold the compute.
         num_cpus=0.05,
+        **actor_fault_options(cfg),
     )
-    ds.write_parquet(str(out))
-    return sum(pq.read_metadata(f).num_rows for f in out.glob("*.parquet"))
+    raw = out / _RAW
+    with watch_rows(raw, expected):
+        ds.write_parquet(str(raw))
+    streamed = split_errors(raw, out, caller.results)
+    shutil.rmtree(raw, ignore_errors=True)
+    if streamed.rows + streamed.rows_lost != expected:
+        raise RunStateError(f"{out}: {streamed.rows} result rows and {streamed.rows_lost} lost to errors, but "
+                            f"{expected} were asked for; the stage is not committed")
+    return streamed
+
+
+def _expected_from_files(files: list[Path], fan_out: str | None) -> int:
+    if fan_out is None:
+        return sum(pq.read_metadata(f).num_rows for f in files)
+    return sum(int(pc.sum(pq.read_table(f, columns=[fan_out])[fan_out]).as_py() or 0) for f in files)
+
+
+def split_errors(raw: Path, out: Path, results: tuple[str, ...] = ()) -> Streamed:
+    """Move the result rows of each Parquet file in `raw` to a file of the same name in `out`, without the
+    error columns, and the error rows (less the `results` columns they have no value for) to
+    `out/errors.parquet`. One file at a time, so memory holds one block, plus the error rows."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = rows_lost = retried = 0
+    errors: list[pa.Table] = []
+    for f in sorted(raw.glob("*.parquet")):
+        table = pq.read_table(f)
+        if table.num_rows == 0:  # an empty block may carry no columns at all
+            continue
+        failed = pc.is_valid(table[ERROR])
+        good = table.filter(pc.invert(failed))
+        if good.num_rows:
+            retried += int(pc.sum(pc.greater(good[ATTEMPTS], 1)).as_py() or 0)
+            pq.write_table(good.drop_columns([ERROR, ATTEMPTS, ROWS_LOST]), out / f.name)
+            rows += good.num_rows
+        bad = table.filter(failed)
+        if bad.num_rows:
+            rows_lost += int(pc.sum(bad[ROWS_LOST]).as_py() or 0)
+            errors.append(bad.drop_columns([c for c in results if c in bad.column_names]))
+    if errors:
+        pq.write_table(pa.concat_tables(errors, promote_options="default"), out / ERRORS_FILE)
+    return Streamed(rows, sum(t.num_rows for t in errors), rows_lost, retried)

@@ -3,22 +3,30 @@
 Every model of the recipe (both initial SFT models, the judge, each round's model) is trained here from a
 base checkpoint on a prompt/completion table, so the whole recipe shares one training path. Rank 0 writes
 the final weights straight into the stage's temporary folder, which the stage then commits atomically.
+The DPO variant's rounds (jobs/dpo.py) run TRL's DPOTrainer through the same `fit` and `run_trainer`.
+
+A worker that dies (its process, its node) fails the attempt; Ray Train's FailureConfig starts the worker
+group again, up to `train.max_failures` times, and the loop continues from the last checkpoint it
+reported (every `train.checkpoint_steps` steps: weights as safetensors, optimizer, scheduler and RNG
+state, read back with torch.load(weights_only=True)), or from the start when there is none. Those
+checkpoints live in the run's Ray Train storage only while the training runs: the committed stage holds
+the final weights.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alma.config import TrainConfig
+from alma.jobs.progress import current_label, read_steps, step_callback, steps_file, watch
 
 log = logging.getLogger("alma.train")
 
@@ -35,28 +43,30 @@ def training_table(rows: list[dict[str, Any]]) -> pa.Table:
     })
 
 
-def _train_loop(config: dict[str, Any]) -> None:
-    """Runs inside each Ray Train worker."""
-    import datasets
-    import ray.train
+def worker_config(config: dict[str, Any]) -> TrainConfig:
+    """The training settings inside a Ray Train worker, which also sets its CPU threads."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
 
     cfg = TrainConfig(**config["train"])
     if not cfg.use_gpu:
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
-    table = pq.read_table(config["data"])
-    ds = datasets.Dataset.from_list([
-        {"prompt": json.loads(p), "completion": [{"role": "assistant", "content": c}]}
-        for p, c in zip(table["prompt"].to_pylist(), table["completion"].to_pylist())
-    ])
-    tokenizer = AutoTokenizer.from_pretrained(config["base"])
-    model = AutoModelForCausalLM.from_pretrained(config["base"], dtype=torch.float32, use_safetensors=True)
-    out = Path(config["output"])
-    scratch = tempfile.mkdtemp(prefix="alma-train-")  # the Trainer wants a folder; nothing is kept there
-    args = SFTConfig(
-        output_dir=scratch,
+    return cfg
+
+
+def load_model(path: str, trust_remote_code: bool):
+    """A causal LM to train (float32: CPU training and mixed precision both start from it)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
+                                                trust_remote_code=trust_remote_code)
+
+
+def trainer_args(cfg: TrainConfig, output_dir: str, seed: int) -> dict[str, Any]:
+    """TrainingArguments every TRL trainer here shares (SFTConfig, DPOConfig): safe on a CPU, no reporting,
+    a resumable checkpoint every `checkpoint_steps` steps."""
+    return dict(
+        output_dir=output_dir,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         learning_rate=cfg.learning_rate,
@@ -66,55 +76,121 @@ def _train_loop(config: dict[str, Any]) -> None:
         weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_ratio,
         lr_scheduler_type="linear",
-        seed=config["seed"],
-        data_seed=config["seed"],
+        seed=seed,
+        data_seed=seed,
         use_cpu=not cfg.use_gpu,
         bf16=False,
         gradient_checkpointing=False,
         report_to="none",
-        save_strategy="no",
+        save_strategy="steps" if cfg.checkpoint_steps else "no",
+        save_steps=cfg.checkpoint_steps or 500,
+        save_total_limit=1,
         logging_steps=1,
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
+
+
+def run_trainer(trainer: Any, cfg: TrainConfig, tokenizer: Any, output: Path, examples: int, scratch: str,
+                log_keys: tuple[str, ...] = ()) -> None:
+    """Train (a restarted worker from the checkpoint Ray Train hands it), then rank 0 writes the weights,
+    tokenizer and metrics to `output`; `log_keys` of the last training log go into the metrics as last_<key>."""
+    import ray.train
+    from ray.train.huggingface.transformers import RayTrainReportCallback
+
+    if cfg.checkpoint_steps:
+        trainer.add_callback(RayTrainReportCallback())
+    if ray.train.get_context().get_world_rank() == 0:
+        trainer.add_callback(step_callback(steps_file(output)))  # the driver's progress line reads it
     # TRL drops rows whose completion is truncated away entirely; say so instead of training on nothing.
     used = len(trainer.train_dataset)
     if used == 0:
         raise ValueError(f"every training row is longer than max_length={cfg.max_length} tokens; raise it")
+    resumed_from = None
+    checkpoint = ray.train.get_checkpoint()  # set when this is a restart after a failure
     try:
-        result = trainer.train()
+        if checkpoint is None:
+            result = trainer.train()
+        else:
+            with checkpoint.as_directory() as folder:
+                saved = Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME
+                resumed_from = json.loads((saved / "trainer_state.json").read_text())["global_step"]
+                result = trainer.train(resume_from_checkpoint=str(saved))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    logs = [h for h in trainer.state.log_history if "loss" in h]
     metrics = {"steps": result.global_step, "train_loss": result.training_loss,
-               "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-               "examples": len(ds), "examples_used": used, "seconds": result.metrics.get("train_runtime")}
+               "first_loss": logs[0]["loss"] if logs else None, "last_loss": logs[-1]["loss"] if logs else None,
+               "examples": examples, "examples_used": used, "seconds": result.metrics.get("train_runtime"),
+               "resumed_from_step": resumed_from,
+               **{f"last_{key}": logs[-1].get(key) if logs else None for key in log_keys}}
     if ray.train.get_context().get_world_rank() == 0:
-        trainer.model.save_pretrained(str(out), safe_serialization=True)
-        tokenizer.save_pretrained(str(out))
-        (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+        trainer.model.save_pretrained(str(output), safe_serialization=True)
+        tokenizer.save_pretrained(str(output))
+        (output / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     ray.train.report(metrics)
 
 
+def _train_loop(config: dict[str, Any]) -> None:
+    """Runs inside each Ray Train worker."""
+    import datasets
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    cfg = worker_config(config)
+    trust = config["trust_remote_code"]
+    table = pq.read_table(config["data"])
+    ds = datasets.Dataset.from_list([
+        {"prompt": json.loads(p), "completion": [{"role": "assistant", "content": c}]}
+        for p, c in zip(table["prompt"].to_pylist(), table["completion"].to_pylist())
+    ])
+    tokenizer = AutoTokenizer.from_pretrained(config["base"], trust_remote_code=trust)
+    model = load_model(config["base"], trust)
+    scratch = tempfile.mkdtemp(prefix="alma-train-")  # the Trainer wants a folder; nothing is kept there
+    args = SFTConfig(**trainer_args(cfg, scratch, config["seed"]))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
+    # TRL counts the tokens it trained on: the run's throughput (summary.json) reads them.
+    run_trainer(trainer, cfg, tokenizer, Path(config["output"]), len(ds), scratch, log_keys=("num_tokens",))
+
+
 def train_sft(name: str, base: Path, data: Path, output: Path, train: TrainConfig, seed: int,
-              storage: Path) -> dict[str, Any]:
+              storage: Path, trust_remote_code: bool = False) -> dict[str, Any]:
     """Fine-tune `base` on the prompt/completion table `data` into `output`; returns training metrics."""
-    from ray.train import RunConfig, ScalingConfig
+    return fit(_train_loop, name, {"data": str(data), "base": str(base), "seed": seed,
+                                   "trust_remote_code": trust_remote_code}, output, train, storage)
+
+
+def fit(loop: Callable[[dict[str, Any]], None], name: str, loop_config: dict[str, Any], output: Path,
+        train: TrainConfig, storage: Path) -> dict[str, Any]:
+    """Run `loop` on `train.num_workers` Ray Train workers (it gets `loop_config` plus "train" and "output")
+    and return the metrics it wrote to `output`."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+
+    # One Ray Train run folder per training, started empty: Ray Train would resume a run it finds there
+    # (left by a driver that was killed), and this stage is recomputed from scratch instead.
+    run_folder = storage.resolve() / name
+    shutil.rmtree(run_folder, ignore_errors=True)
 
     resources = {"CPU": train.cpus_per_worker}
     if train.use_gpu:
         resources["GPU"] = 1
     trainer = TorchTrainer(
-        _train_loop,
-        train_loop_config={"train": train.model_dump(), "data": str(data), "base": str(base),
-                           "output": str(output), "seed": seed},
+        loop,
+        train_loop_config={**loop_config, "train": train.model_dump(), "output": str(output)},
         scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=train.use_gpu,
                                      resources_per_worker=resources),
-        run_config=RunConfig(name=f"{name}-{os.getpid()}", storage_path=str(storage.resolve())),
+        run_config=RunConfig(name=name, storage_path=str(storage.resolve()),
+                             failure_config=FailureConfig(max_failures=train.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=1)),
     )
-    trainer.fit()
+    steps = steps_file(output)
+    try:
+        with watch(lambda: read_steps(steps), current_label(f"train {name}"), unit="steps"):
+            trainer.fit()
+    finally:
+        shutil.rmtree(run_folder, ignore_errors=True)
+        steps.unlink(missing_ok=True)
     metrics = json.loads((output / METRICS_FILE).read_text())
     log.info("trained %s: %d steps, loss %.3f -> %.3f", name, metrics["steps"],
              metrics["first_loss"] or float("nan"), metrics["last_loss"] or float("nan"))

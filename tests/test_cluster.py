@@ -5,6 +5,9 @@ loopback."""
 import math
 import os
 import shutil
+import signal
+import threading
+import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -64,15 +67,15 @@ def test_data_streams_through_deployments_with_exact_counts(cluster):
              "checkpoint_path": str(path), "n": n, "seed": f"s{i}"}
             for i in range(5) for name, path, n in (("sft-1", m1, 2), ("sft-2", m2, 1))]
     out = cluster["run"] / "responses"
-    count = stream_through(rows, GenerateCaller, cfg, out, {"sampling": {"max_new_tokens": 6}})
+    streamed = stream_through(rows, GenerateCaller, cfg, out, {"sampling": {"max_new_tokens": 6}})
     table = read_table(out)
-    assert count == table.num_rows == 15
+    assert streamed.rows == table.num_rows == 15 and streamed.errors == 0
     assert set(table.column_names) == {"prompt_id", "prompt", "checkpoint", "sample", "response"}
     pairs = sorted(zip(table["prompt_id"].to_pylist(), table["checkpoint"].to_pylist(), table["sample"].to_pylist()))
     assert pairs == sorted((f"p{i}", c, s) for i in range(5) for c, k in (("sft-1", 2), ("sft-2", 1))
                            for s in range(k))
     scored = cluster["run"] / "scores"
-    assert stream_through(out, JudgeCaller, cfg, scored) == 15
+    assert stream_through(out, JudgeCaller, cfg, scored).rows == 15
     scores = read_table(scored)
     assert {"score", "distribution"} <= set(scores.column_names)
     assert all(0 <= s <= 10 for s in scores["score"].to_pylist())
@@ -110,6 +113,91 @@ def test_pool_is_embedded_by_data_actors_and_clustered(cluster, tiny_model):
     cluster_pool(ctx)
     ids, labels = read_clusters(ctx)
     assert sorted(ids) == sorted(by_id) and set(labels) <= {0, 1, 2}
+
+
+def _our_processes(title: str) -> list[int]:
+    """Processes under this test's own Ray whose title (Ray sets it to the actor's class) holds `title`."""
+    found = []
+    for pid in sorted(descendants(os.getpid()) - {os.getpid()}):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if title in f.read().decode(errors="replace"):
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def _kill_when(ready, title: str, killed: list, timeout: float = 120) -> threading.Thread:
+    """In the background: once `ready()` holds, SIGKILL the one process titled `title` (by pid), once."""
+    def run():
+        deadline = time.time() + timeout
+        while time.time() < deadline and not ready():
+            time.sleep(0.05)
+        pids = _our_processes(title)
+        if len(pids) == 1:
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append((pids[0], time.time()))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_replica_killed_mid_stream_loses_no_row(cluster):
+    """SIGKILL the generator's one replica while Ray Data streams requests through it: the call in flight
+    fails, is retried with backoff while Serve replaces the replica, and every row arrives exactly once."""
+    from alma.actors.callers import GenerateCaller
+    from alma.jobs.streaming import ERRORS_FILE, read_table, stream_through
+
+    cfg = cluster["cfg"].model_copy(deep=True)
+    cfg.serve.request_batch, cfg.serve.retry_backoff_s = 4, 0.5
+    rows = [{"prompt_id": f"p{i}", "prompt": f"Tell me about topic {i}.", "mode": "chat", "checkpoint": "sft-1",
+             "checkpoint_path": str(cluster["models"][0]), "n": 2, "seed": f"k{i}"} for i in range(24)]
+    out = cluster["run"] / "killed-replica"
+    killed: list = []
+    # Mid-stream: the first batch's results are written, the next calls are under way.
+    killer = _kill_when(lambda: any((out / "_streamed").glob("*.parquet")), "ServeReplica:alma-generator:", killed)
+    started = time.time()
+    streamed = stream_through(rows, GenerateCaller, cfg, out, {"sampling": {"max_new_tokens": 64}})
+    killer.join()
+    assert killed, "the replica was killed while the stream ran"
+    print(f"replica {killed[0][0]} killed {killed[0][1] - started:.1f}s into a {time.time() - started:.1f}s stream; "
+          f"{streamed.retried_rows} result rows came from retried calls")
+    assert (streamed.rows, streamed.errors) == (48, 0) and not (out / ERRORS_FILE).exists()
+    assert streamed.retried_rows > 0, "a call in flight failed and was retried"
+    table = read_table(out)
+    keys = sorted(zip(table["prompt_id"].to_pylist(), table["sample"].to_pylist()))
+    assert keys == sorted((f"p{i}", s) for i in range(24) for s in range(2)), "every row exactly once"
+    assert killed[0][0] not in _our_processes("ServeReplica:alma-generator:"), "Serve replaced the replica"
+
+
+def test_training_restarts_from_its_last_checkpoint_after_a_worker_dies(cluster, tiny_model):
+    """SIGKILL the Ray Train worker once a checkpoint is registered: FailureConfig starts a new worker,
+    which continues from that checkpoint and finishes the same number of steps."""
+    from alma.config import TrainConfig
+    from alma.core.seeds import bundled, load_sft
+    from alma.jobs.initial_models import sft_rows
+    from alma.jobs.training import training_table, train_sft
+
+    run = cluster["run"]
+    data = run / "restart-data.parquet"
+    pq.write_table(training_table(sft_rows(load_sft(bundled("sft.jsonl")))), data)
+    train = TrainConfig(epochs=1, max_steps=12, batch_size=2, max_length=96, learning_rate=1e-3,
+                        checkpoint_steps=2, max_failures=1)
+    storage, out = run / "ray_train", run / "restarted"
+    out.mkdir()
+    killed: list = []
+    # Ray Train writes this file when it has registered a reported checkpoint (the one a restart gets).
+    registered = storage / "restart" / "checkpoint_manager_snapshot.json"
+    killer = _kill_when(registered.exists, "RayTrainWorker", killed, 300)
+    metrics = train_sft("restart", tiny_model, data, out, train, seed=0, storage=storage)
+    killer.join()
+    assert killed, "the worker was killed during training"
+    print(f"train worker {killed[0][0]} killed; resumed from step {metrics['resumed_from_step']}")
+    assert metrics["steps"] == 12 and metrics["resumed_from_step"] in range(2, 12, 2)
+    assert (out / "model.safetensors").is_file()
+    assert not (storage / "restart").exists(), "the restart checkpoints go once the training is done"
 
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")

@@ -1,16 +1,23 @@
-"""`alma run --preset tiny` end to end through the real CLI, then the same command again (resume), then
-`alma judge eval` on the finished run."""
+"""`alma run --preset tiny` end to end through the real CLI, then `alma judge eval` on the finished run, and
+a copy of the run whose driver is killed in round 2 and resumed (which also skips every committed stage)."""
 
+import contextlib
 import json
 import math
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from procs import descendants
 
 from alma.core.manifest import read_manifest
 from alma.jobs.streaming import read_table
@@ -74,6 +81,13 @@ def test_outputs_hold_together(tiny_run):
         assert read_manifest(out / "checkpoints" / name) is not None
 
 
+def test_run_ends_with_its_report_and_throughput(tiny_run):
+    from test_report import check_finished_run
+
+    check_finished_run(tiny_run[0])
+    assert "report: " in tiny_run[2].stdout
+
+
 def test_judge_trains_on_its_split_and_is_distilled(tiny_run):
     out = tiny_run[0]
     train = pq.read_table(out / "judge-split" / "train.parquet").to_pylist()
@@ -111,13 +125,123 @@ def test_judge_eval_on_the_run(tiny_run, alma_cache, monkeypatch, capsys):
     assert all(r["pairs"] == heldout // 2 for r in report["results"]), "the bundled prompts have two scores each"
 
 
-def test_rerun_skips_committed_stages(tiny_run, alma_cache):
+def test_model_eval_on_the_run(tiny_run, tmp_path, capsys):
+    from alma.cli import main
+    from alma.core.prompts import prompt_id
+
+    out = tiny_run[0]
+    # One held-out prompt, which round 1 drew: the report flags it (the models trained on it). The arithmetic
+    # and the answers are covered by test_model_eval.py; the run folder's layout is under test here.
+    drawn = pq.read_table(out / "rounds" / "01" / "draw" / "draw.parquet")["prompt"][0].as_py()
+    prompts = tmp_path / "drawn.jsonl"
+    prompts.write_text(json.dumps({"prompt": drawn}) + "\n")
+    assert main(["eval", str(out), "--prompts", str(prompts), "--no-bundled", "--set", "eval.bootstrap=50"]) == 0
+    assert "eval prompts in draws of the run: 1" in capsys.readouterr().err
+    report = json.loads((out / "eval" / "model_eval.json").read_text())
+    assert [m["model"] for m in report["models"]] == ["sft-1", *(f"round-{r}" for r in range(1, R + 1))]
+    assert report["judge"]["checkpoint"] == str(out / "checkpoints" / "judge-distilled")
+    assert report["contamination"]["in_draws"] == [prompt_id(drawn)]
+
+
+def _rewind_to_round(run: Path, r: int) -> None:
+    """The run folder as a driver leaves it when killed just before round r: earlier stages committed."""
+    for path in (run / "rounds" / f"{r:02d}", run / "checkpoints" / f"round-{r}", run / "eval", run / "summary.json"):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _kill_tree(pid: int) -> list[int]:
+    """SIGKILL `pid`, then whichever of the processes it started outlive it (by pid); returns those."""
+    tree = descendants(pid) - {pid}
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(5)  # Ray's own processes share the driver's fate; give them a moment
+    left = [p for p in tree if Path(f"/proc/{p}").exists()]
+    for p in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+    return left
+
+
+def _titled(pids: set[int], title: str) -> list[int]:
+    """Those of `pids` whose process title (Ray sets it to the actor's class) holds `title`."""
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+            if title in f.read().decode(errors="replace"):
+                found.append(pid)
+    return found
+
+
+def _rows(folder: Path, columns: list[str]) -> list[tuple]:
+    table = read_table(folder)
+    return sorted(zip(*(table[c].to_pylist() for c in columns)))
+
+
+def test_killed_driver_resumes_to_the_same_rows(tiny_run, alma_cache):
+    """SIGKILL the driver while round 2's responses stream, resume with `alma run --resume`, and compare
+    round 2 with the uninterrupted run: the same (prompt, response) rows, none twice, none missing. The
+    resumed run starts from a copy of the uninterrupted run with round 2 removed (its state just before
+    round 2); every sample is seeded from the run seed and the prompt, so the rows must match exactly."""
     out, args, _, root = tiny_run
-    before = {p: p.stat().st_mtime for p in out.rglob("manifest.json")}
-    again = alma(args, alma_cache, root)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("already committed") == len(before)
-    assert {p: p.stat().st_mtime for p in out.rglob("manifest.json")} == before
+    work = Path(tempfile.mkdtemp(prefix="alma-k-"))  # short: Ray keeps its files inside the run folder
+    driver = None
+    try:
+        run = work / "run"
+        shutil.copytree(out, run, ignore=shutil.ignore_patterns("ray", "ray_train"))
+        _rewind_to_round(run, 2)
+        committed = {p: p.stat().st_mtime for p in run.rglob("manifest.json")}
+        env = {**os.environ, "ALMA_CACHE": str(alma_cache), "HF_HUB_OFFLINE": "1"}
+        env.pop("RAY_ADDRESS", None)
+        first_args = [a if a != str(out) else str(run) for a in args]
+        driver = subprocess.Popen([sys.executable, "-m", "alma.cli", *first_args], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, env=env, cwd=root)
+        lines: list[str] = []
+        threading.Thread(target=lambda: lines.extend(driver.stdout), daemon=True).start()
+        deadline = time.time() + 600
+        while not any("round 2 responses: started" in line for line in lines):
+            assert driver.poll() is None and time.time() < deadline, "".join(lines)[-3000:]
+            time.sleep(0.2)
+        # Mid-stream: Ray Data's caller actor is up and sending requests to the generator.
+        while not _titled(descendants(driver.pid), "MapBatches(GenerateCaller)") and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        temp = list((run / "rounds" / "02").glob(".tmp-responses-*"))
+        partial = [p for folder in temp for p in folder.rglob("*") if p.is_file()]
+        left = _kill_tree(driver.pid)
+        driver.wait(timeout=30)
+        assert not (run / "rounds" / "02" / "responses").exists(), "killed before the responses were committed"
+        print(f"driver killed in round 2 responses (temp folder: {len(temp)}, {len(partial)} result files in it; "
+              f"{len(left)} of its processes outlived it)")
+        driver = None
+
+        resumed = alma(["run", "--resume", str(run)], alma_cache, root)
+        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+        print("recomputed: " + ", ".join(line.split("] ", 1)[1].removesuffix(": started")
+                                         for line in resumed.stdout.splitlines() if line.endswith(": started")))
+        assert resumed.stdout.count("already committed") == len(committed) + 1, "all but round 2 draw's"
+        assert {p: p.stat().st_mtime for p in committed} == committed, "committed stages are not touched"
+        assert "round 2 responses: started" in resumed.stdout
+        assert not list((run / "rounds" / "02").glob(".tmp-*")), "the killed attempt's partial work is gone"
+        new, old = run / "rounds" / "02", out / "rounds" / "02"
+        keys = ["prompt_id", "checkpoint", "sample"]
+        responses = _rows(new / "responses", [*keys, "prompt", "response"])
+        assert len(responses) == K * N and len({r[:3] for r in responses}) == K * N, "none missing, none twice"
+        assert responses == _rows(old / "responses", [*keys, "prompt", "response"])
+        assert _rows(new / "scores", keys) == _rows(old / "scores", keys)
+        assert [s for *_, s in _rows(new / "scores", [*keys, "score"])] == pytest.approx(
+            [s for *_, s in _rows(old / "scores", [*keys, "score"])], abs=1e-4)
+        assert not (new / "responses" / "errors.parquet").exists() and not (new / "scores" / "errors.parquet").exists()
+        trained = pq.read_table(run / "checkpoints" / "round-2" / "train_data.parquet")
+        assert Counter(trained["source"].to_pylist()) == Counter(
+            pq.read_table(out / "checkpoints" / "round-2" / "train_data.parquet")["source"].to_pylist())
+        summary = json.loads((run / "summary.json").read_text())
+        assert [r["responses"] for r in summary["rounds"]] == [K * N, K * N] and summary["errors"] == {}
+    finally:
+        if driver is not None and driver.poll() is None:
+            _kill_tree(driver.pid)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_changed_config_is_refused(tiny_run, alma_cache):

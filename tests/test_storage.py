@@ -1,0 +1,194 @@
+"""A run folder at a URI: stages upload manifest last, resume downloads committed stages, checked by hash.
+
+Exercised through pyarrow's filesystem layer with `file://` URIs, the same code path as s3:// and gs://.
+"""
+
+import json
+
+import pytest
+
+from alma.config import load_config
+from alma.core.errors import ConfigError, RunStateError
+from alma.core.manifest import MANIFEST, commit_stage
+from alma.core.storage import RemoteRunFolder, is_uri, scratch_dir
+from alma.jobs.run_context import RunContext
+
+
+def _stage(root, name="pool", files=None):
+    """A locally committed stage folder under `root`."""
+    files = files or {"prompts.parquet": b"rows", "sub/extra.json": b"{}"}
+    with commit_stage(root / name, name, "hash1") as w:
+        for relative, data in files.items():
+            (w.path / relative).parent.mkdir(parents=True, exist_ok=True)
+            (w.path / relative).write_bytes(data)
+        w.rows = 2
+    return root / name
+
+
+def test_uri_or_path():
+    assert is_uri("s3://bucket/runs/a") and is_uri("gs://b/x") and is_uri("file:///tmp/x")
+    assert not is_uri("runs/a") and not is_uri("/tmp/x") and not is_uri("C:/runs")
+
+
+def test_scratch_dir_is_stable_and_distinct_per_uri(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALMA_SCRATCH", str(tmp_path))
+    a = scratch_dir("s3://bucket/runs/exp-1")
+    assert a == scratch_dir("s3://bucket/runs/exp-1/")
+    assert a.parent == tmp_path and a.name.startswith("exp-1-")
+    assert scratch_dir("gs://other/runs/exp-1") != a
+
+
+def test_unknown_scheme_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot open it as a filesystem"):
+        RemoteRunFolder("nosuchfs://bucket/run", tmp_path)
+
+
+def test_upload_puts_the_manifest_last_and_clears_a_cut_short_upload(tmp_path, monkeypatch):
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    stage = _stage(local)
+    folder = RemoteRunFolder(f"file://{remote}", local)
+    order = []
+    real_put = RemoteRunFolder._put
+
+    def failing_put(self, path, target):
+        order.append(target.rsplit("/", 1)[-1])
+        if len(order) == 2:
+            raise OSError("connection reset")
+        real_put(self, path, target)
+
+    monkeypatch.setattr(RemoteRunFolder, "_put", failing_put)
+    with pytest.raises(OSError):
+        folder.upload_stage(stage)
+    assert (remote / "pool" / "prompts.parquet").exists() and not (remote / "pool" / MANIFEST).exists()
+    assert folder.read_manifest(stage) is None  # files without a manifest are not a commit
+
+    (remote / "pool" / "stale.bin").write_bytes(b"left by an older upload")
+    order.clear()
+
+    def recording_put(self, path, target):
+        order.append(target)
+        real_put(self, path, target)
+
+    monkeypatch.setattr(RemoteRunFolder, "_put", recording_put)
+    folder.upload_stage(stage)
+    assert order[-1].endswith(f"pool/{MANIFEST}") and len(order) == 3
+    assert sorted(p.relative_to(remote / "pool").as_posix() for p in (remote / "pool").rglob("*") if p.is_file()) == [
+        MANIFEST, "prompts.parquet", "sub/extra.json"]
+    assert folder.read_manifest(stage).rows == 2
+
+
+def test_download_checks_hashes_and_never_leaves_half_a_stage(tmp_path):
+    local, remote, fresh = tmp_path / "local", tmp_path / "remote", tmp_path / "fresh"
+    stage = _stage(local)
+    RemoteRunFolder(f"file://{remote}", local).upload_stage(stage)
+    copy = RemoteRunFolder(f"file://{remote}", fresh)
+    assert copy.download_stage(fresh / "missing") is None
+    manifest = copy.download_stage(fresh / "pool")
+    assert manifest.rows == 2 and (fresh / "pool" / "sub" / "extra.json").read_bytes() == b"{}"
+    assert json.loads((fresh / "pool" / MANIFEST).read_text())["files"] == manifest.files
+
+    (remote / "pool" / "prompts.parquet").write_bytes(b"bit rot")
+    damaged = tmp_path / "damaged"
+    with pytest.raises(RunStateError, match="does not match the sha256"):
+        RemoteRunFolder(f"file://{remote}", damaged).download_stage(damaged / "pool")
+    assert not (damaged / "pool").exists() and list(damaged.iterdir()) == []
+
+
+@pytest.fixture
+def driver_log():
+    """RunContext.open adds a file handler to the 'alma' logger; remove the ones a test added."""
+    import logging
+
+    logger = logging.getLogger("alma")
+    before = list(logger.handlers)
+    yield
+    for handler in [h for h in logger.handlers if h not in before]:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def _context(tmp_path, monkeypatch, *overrides):
+    monkeypatch.setenv("ALMA_SCRATCH", str(tmp_path / "scratch"))
+    cfg = load_config("tiny", overrides=[f"out_dir=file://{tmp_path}/bucket/run", *overrides])
+    return RunContext(cfg, cfg.run_dir())
+
+
+def test_run_context_mirrors_stages_and_resumes_from_the_uri(tmp_path, monkeypatch, driver_log):
+    import shutil
+
+    ctx = _context(tmp_path, monkeypatch)
+    assert ctx.run_dir.is_relative_to(tmp_path / "scratch") and ctx.location.startswith("file://")
+    ctx.open()
+
+    def build(w):
+        (w.path / "data.txt").write_text("first run")
+        w.rows = 1
+
+    ctx.stage(ctx.run_dir / "pool", "prompt pool", build)
+    ctx.write_json("summary.json", {"rounds": []})
+    bucket = tmp_path / "bucket" / "run"
+    assert (bucket / "pool" / "data.txt").read_text() == "first run" and (bucket / "pool" / MANIFEST).is_file()
+    assert (bucket / "config.yaml").is_file() and (bucket / "summary.json").is_file()
+    assert (bucket / "logs" / "driver.log").is_file()
+
+    shutil.rmtree(tmp_path / "scratch")  # a new pod with an empty working copy
+
+    again = _context(tmp_path, monkeypatch)
+    again.open()
+
+    def must_not_run(w):
+        raise AssertionError("a stage committed at the URI was rebuilt")
+
+    manifest = again.stage(again.run_dir / "pool", "prompt pool", must_not_run)
+    assert manifest.rows == 1 and (again.run_dir / "pool" / "data.txt").read_text() == "first run"
+
+    other = _context(tmp_path, monkeypatch, "seed=7")
+    shutil.rmtree(tmp_path / "scratch")
+    with pytest.raises(RunStateError, match="another config"):
+        other.open()
+    other.open(force=True)  # the old config is kept beside the new one, at the URI too
+    assert len(list(bucket.glob("config.*.yaml"))) == 1 and "seed: 7" in (bucket / "config.yaml").read_text()
+
+
+def test_a_stage_committed_before_its_upload_finished_is_uploaded_on_resume(tmp_path, monkeypatch, driver_log):
+    ctx = _context(tmp_path, monkeypatch)
+    ctx.open()
+    _stage(ctx.run_dir, "pool")  # committed in the working copy only, as if the pod died mid-upload
+    with pytest.raises(RunStateError):  # committed under another config hash: still refused, not uploaded
+        ctx.stage(ctx.run_dir / "pool", "prompt pool", lambda w: None)
+    assert not (tmp_path / "bucket" / "run" / "pool").exists()
+
+    with commit_stage(ctx.run_dir / "draw", "draw", ctx.config_hash) as w:
+        (w.path / "draw.parquet").write_bytes(b"d")
+    ctx.stage(ctx.run_dir / "draw", "draw", lambda w: pytest.fail("rebuilt a committed stage"))
+    assert (tmp_path / "bucket" / "run" / "draw" / MANIFEST).is_file()
+
+
+@pytest.mark.slow
+def test_alma_run_on_a_uri_resumes_from_the_uri_alone(tmp_path, alma_cache, tiny_model):
+    """The whole recipe with `--out file://...`; then, with the working copy gone, a rerun that trains nothing."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    bucket = tmp_path / "bucket"
+    env = {**os.environ, "ALMA_CACHE": str(alma_cache), "ALMA_SCRATCH": str(tmp_path / "scratch"),
+           "HF_HUB_OFFLINE": "1"}
+    env.pop("RAY_ADDRESS", None)
+    args = [sys.executable, "-m", "alma.cli", "run", "--preset", "tiny", "--out", f"file://{bucket}/run",
+            "--set", "rounds=1", "--set", "round.prompts_per_round=2", "--set", "round.responses_per_prompt=2",
+            "--set", "judge.distill_pairs=0"]
+    first = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    run = bucket / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["rounds"][0]["round"] == 1 and (run / "config.yaml").is_file()
+    committed = sorted(p.parent.relative_to(run).as_posix() for p in run.rglob(MANIFEST))
+    assert {"checkpoints/sft-1", "checkpoints/judge", "checkpoints/round-1", "pool", "rounds/01/best"} <= set(committed)
+
+    shutil.rmtree(tmp_path / "scratch")
+    again = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stdout.count("fetched from file://") == len(committed)
+    assert "committed in" not in again.stdout  # nothing rebuilt: every stage came from the URI
