@@ -8,10 +8,12 @@ when repeated; the load average is printed with the table because this machine i
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +37,13 @@ def add_model_argument(parser) -> None:
                         help=f"base model: {TINY} (default, the random-init test model) or {SMOLLM2}")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field of the preset (tiny, or smollm2-cpu for other models)")
+
+
+def work_dir() -> Path:
+    """A scratch folder for the benchmark's Ray files, checkpoints and streams, removed when it exits."""
+    work = Path(tempfile.mkdtemp(prefix="alma-bench-"))
+    atexit.register(shutil.rmtree, work, True)
+    return work
 
 
 def bench_config(model: str, work: Path, overrides: Sequence[str] = ()):

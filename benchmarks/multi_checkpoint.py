@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
-from pathlib import Path
 
 from common import (
     add_model_argument,
@@ -32,6 +30,7 @@ from common import (
     progress,
     serving,
     stream,
+    work_dir,
 )
 
 
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from alma.core.selection import split_n
     from alma.models import resolve_model
 
-    work = Path(tempfile.mkdtemp(prefix="alma-bench-"))
+    work = work_dir()
     cfg = bench_config(args.model, work, args.overrides)
     folder = resolve_model(cfg.model.base).resolve()
     paths = checkpoint_copies(folder, ["sft-1", "sft-2", "latest"], work)

@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
 from common import (
     TokenCounter,
@@ -36,6 +34,7 @@ from common import (
     progress,
     serving,
     stream,
+    work_dir,
 )
 
 
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     from alma.jobs.streaming import read_table
     from alma.models import resolve_model
 
-    work = Path(tempfile.mkdtemp(prefix="alma-bench-"))
+    work = work_dir()
     cfg = bench_config(args.model, work, args.overrides)
     folder = resolve_model(cfg.model.base).resolve()
     count = TokenCounter(folder)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from common import (
     progress,
     serving,
     stream,
+    work_dir,
 )
 
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from alma.models import resolve_model
 
-    work = Path(tempfile.mkdtemp(prefix="alma-bench-"))
+    work = work_dir()
     cfg = bench_config(args.model, work, args.overrides)
     folder = resolve_model(cfg.model.base).resolve()
     paths = checkpoint_copies(folder, ["sft-1", "sft-2", "latest"], work)

@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import add_model_argument, bench_config, print_table, progress
+from common import add_model_argument, bench_config, print_table, progress, work_dir
 
 
 def _in_process(base: Path, data: Path, train, seed: int, work: Path) -> dict[str, float]:
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from alma.models import resolve_model
 
     s1, s2 = (int(s) for s in args.steps.split(","))
-    work = Path(tempfile.mkdtemp(prefix="alma-bench-"))
+    work = work_dir()
     cfg = bench_config(args.model, work, args.overrides)
     base = resolve_model(cfg.model.base).resolve()
     data = work / "train_data.parquet"
