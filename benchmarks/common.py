@@ -53,8 +53,17 @@ def bench_config(model: str, work: Path, overrides: Sequence[str] = ()):
     return load_config(preset, overrides=[f"out_dir={work}", f"model.base={model}", *overrides])
 
 
-def chat_prompts(count: int) -> list[str]:
-    """`count` user prompts: the bundled SFT and evaluation prompts, cycled, each made distinct."""
+def free_port() -> int:
+    """An unused loopback port; the ephemeral range lies outside Ray's worker ports (10002-19999)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bundled_prompt_texts() -> list[str]:
+    """The bundled SFT prompts, then the bundled evaluation prompts."""
     import json
 
     from alma.core.seeds import bundled, load_sft
@@ -63,6 +72,12 @@ def chat_prompts(count: int) -> list[str]:
     for line in bundled("eval_prompts.jsonl").read_text(encoding="utf-8").splitlines():
         if line.strip():
             texts.append(json.loads(line)["prompt"])
+    return texts
+
+
+def chat_prompts(count: int) -> list[str]:
+    """`count` user prompts: the bundled SFT and evaluation prompts, cycled, each made distinct."""
+    texts = bundled_prompt_texts()
     return [f"{texts[i % len(texts)]} ({i})" for i in range(count)]
 
 

@@ -23,13 +23,14 @@ import argparse
 import json
 import os
 import secrets
-import socket
 import statistics
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from common import free_port, progress
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -40,16 +41,6 @@ def _pairs(n: int) -> list[dict[str, str]]:
     seed = load_judge(bundled("judge.jsonl"))
     rows = [{"prompt": row.prompt, "response": row.response} for row in seed]
     return [rows[i % len(rows)] for i in range(n)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:  # the ephemeral range lies outside Ray's worker ports (10002-19999)
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def _in_process(engine, conversations, prefix: str, mode: str, samples: int) -> float:
@@ -100,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     preset = args.preset or ("tiny" if args.model == "builtin:tiny" else "smollm2-cpu")
     work = Path(tempfile.mkdtemp(prefix="alma-bench-"))
-    port = _free_port()
+    port = free_port()
     cfg = load_config(preset, overrides=[f"out_dir={work}", f"judge_serve.port={port}"])
     folder = resolve_model(args.model).resolve()
     rubric, prefix = load_rubric(cfg.judge.rubric), cfg.judge.answer_prefix
@@ -127,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             scored.append(len(pairs) / _through_endpoint(client, "/v1/score", pairs, args.clients, headers))
             ranked.append(len(pairs) / _through_endpoint(client, "/v1/rank", rank_bodies,
                                                          max(1, args.clients // args.rank_size), headers))
-            _progress(f"in-process {direct[-1]:.2f}/s, /v1/score {scored[-1]:.2f}/s, /v1/rank {ranked[-1]:.2f}/s")
+            progress(f"in-process {direct[-1]:.2f}/s, /v1/score {scored[-1]:.2f}/s, /v1/rank {ranked[-1]:.2f}/s")
         stats = client.get("/v1/stats", headers=headers).json()
         client.close()
     finally:
@@ -138,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.repeats):
         expected_s.append(_in_process(engine, cost, prefix, "expected", args.samples) / len(cost))
         sampled_s.append(_in_process(engine, cost, prefix, "sampled", args.samples) / len(cost))
-        _progress(f"expected {expected_s[-1] * 1000:.0f} ms, sampled {sampled_s[-1] * 1000:.0f} ms per judgment")
+        progress(f"expected {expected_s[-1] * 1000:.0f} ms, sampled {sampled_s[-1] * 1000:.0f} ms per judgment")
 
     direct_m, scored_m, ranked_m = (statistics.median(v) for v in (direct, scored, ranked))
     expected_m, sampled_m = statistics.median(expected_s), statistics.median(sampled_s)

@@ -31,10 +31,11 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import bundled_prompt_texts, progress
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -42,19 +43,8 @@ RANDOM_SMOLLM2 = "random:smollm2-shape"
 ANSWER_PREFIX = "Rating: [["
 
 
-def _progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def _chat_prompts(count: int) -> list[list[dict[str, str]]]:
-    from alma.core.seeds import bundled
-
-    texts = []
-    for name in ("sft.jsonl", "eval_prompts.jsonl"):
-        for line in bundled(name).read_text(encoding="utf-8").splitlines():
-            row = json.loads(line) if line.strip() else None
-            if row:
-                texts.append(row["prompt"] if "prompt" in row else row["messages"][0]["content"])
+    texts = bundled_prompt_texts()
     return [[{"role": "user", "content": texts[i % len(texts)]}] for i in range(count)]
 
 
@@ -196,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                     "pair_vllm_gen", "serve_gen")}
     notes: dict[str, str] = {}
 
-    _progress(f"transformers on {args.device}: {folder}")
+    progress(f"transformers on {args.device}: {folder}")
     tf = TransformersEngine(folder, dtype=args.dtype, threads=args.threads or os.cpu_count(),
                             max_batch_size=args.batch, device=args.device)
     bench.warm(tf)
@@ -207,14 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:
         notes["vllm"] = notes["serve"] = f"not run: {problem}"
     else:
-        _progress(f"vLLM {platform}: engine start")
+        progress(f"vLLM {platform}: engine start")
         started = time.perf_counter()
         vllm = load_engine("vllm", folder, args.dtype, args.batch, args.threads, device=args.device,
                            vllm={"kv_cache_gib": args.kv_cache_gib})
         notes["vllm_start_s"] = f"{time.perf_counter() - started:.1f}"
         bench.warm(vllm)
     for round_ in range(args.repeats):
-        _progress(f"round {round_ + 1}/{args.repeats}: engines called directly")
+        progress(f"round {round_ + 1}/{args.repeats}: engines called directly")
         runs["tf_gen"].append(bench.generation(lambda p, s: tf.generate(p, 1, s)))
         runs["tf_judge"].append(bench.judging(tf))
         if vllm is not None:
@@ -224,12 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     if vllm is not None and args.no_serve:
         notes["serve"] = "skipped (--no-serve)"
     elif vllm is not None:
-        _progress("vLLM through the generator deployment: Ray, replica, engine start")
+        progress("vLLM through the generator deployment: Ray, replica, engine start")
         served = ServedGenerator(folder, args, work)
         try:
             served.generate(bench.prompts[:8], bench.warmup)
             for round_ in range(args.repeats):
-                _progress(f"round {round_ + 1}/{args.repeats}: deployment vs engine")
+                progress(f"round {round_ + 1}/{args.repeats}: deployment vs engine")
                 runs["serve_gen"].append(bench.generation(served.generate))
                 runs["pair_vllm_gen"].append(bench.generation(lambda p, s: vllm.generate(p, 1, s)))
         finally:

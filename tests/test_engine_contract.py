@@ -13,20 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine_cases import ANSWER_PREFIX, CHAT, DEVICE, JUDGED
+
 from alma.core.scoring import SCORE_LABELS
 from alma.engines.base import ConcurrentEngine, Sampling
 
-DEVICE = os.environ.get("ALMA_TEST_DEVICE", "cpu")
-CHAT = [{"role": "user", "content": "Why is the sky blue?"}]
-ANSWER_PREFIX = "Rating: [["
-JUDGED = [
-    [{"role": "user", "content": "Rate: the sky is blue because of Rayleigh scattering."}],
-    [
-        {"role": "system", "content": "You are a strict judge."},
-        {"role": "user", "content": "Rate this much longer answer about photosynthesis and plants, please."},
-    ],
-    [{"role": "user", "content": "Rate: 2 + 2 = 5"}],
-]
 # "1" < "10" < "100" nest; "xyzzy" takes four tokens on a chain of its own.
 NESTED_LABELS = ("1", "10", "100", "xyzzy")
 

@@ -3,28 +3,18 @@ what only this engine has (batch chunking, torch's global RNG). The contract cas
 are in test_engine_contract.py, which checks the other engines against this one."""
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from engine_cases import ANSWER_PREFIX, CHAT, DEVICE, JUDGED
+
 from alma.core.scoring import SCORE_LABELS
 from alma.engines.base import Sampling
 from alma.engines.transformers_engine import TransformersEngine
 
-DEVICE = os.environ.get("ALMA_TEST_DEVICE", "cpu")
-CHAT = [{"role": "user", "content": "Why is the sky blue?"}]
-ANSWER_PREFIX = "Rating: [["
-JUDGED = [
-    [{"role": "user", "content": "Rate: the sky is blue because of Rayleigh scattering."}],
-    [
-        {"role": "system", "content": "You are a strict judge."},
-        {"role": "user", "content": "Rate this much longer answer about photosynthesis and plants, please."},
-    ],
-    [{"role": "user", "content": "Rate: 2 + 2 = 5"}],
-]
 
 
 @pytest.fixture(scope="module")
