@@ -44,6 +44,10 @@ class _Caller:
     """Retry policy and per-call timeout shared by the callers (ServeConfig fields)."""
 
     fan_out: str | None = None  # the input column saying how many result rows an input row gives (None: 1)
+    # Calls are sized and ordered per core.batching when set: rows grouped by `batch_group`, and a call
+    # carries serve.request_batch distinct `batch_unit`s' worth of rows (None: request_batch rows a call).
+    batch_group: str | None = None
+    batch_unit: str | None = None
     results: tuple[str, ...] = ()  # the columns a failed row has no value for (left out of the errors table)
 
     def __init__(self, retry: dict[str, Any]):
@@ -70,6 +74,7 @@ class GenerateCaller(_Caller):
 
     fan_out = "n"
     results = ("sample", "response")
+    batch_group, batch_unit = "checkpoint_path", "prompt_id"
 
     def __init__(self, sampling: dict[str, Any], retry: dict[str, Any]):
         super().__init__(retry)

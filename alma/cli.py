@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from alma.config import DEFAULT_PRESET, PRESETS, dump_config, load_config, load_run_config
@@ -214,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("alma: interrupted; committed stages are kept, run the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`alma status RUN | head`): stop quietly, as other command-line tools do,
+        # and keep Python's exit-time flush from printing a second error about the same pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the signal
     return 0
 
 

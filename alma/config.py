@@ -247,7 +247,9 @@ class ServeConfig(_Strict):
     max_models_per_replica: int = Field(
         4, ge=1, description="Checkpoints a generator replica keeps loaded (base, sft-1, sft-2, latest)."
     )
-    request_batch: int = Field(8, ge=1, description="Rows Ray Data sends per deployment call.")
+    request_batch: int = Field(
+        8, ge=1, description="Prompts per generation call (with all the samples one checkpoint gives each, "
+        "however N is split over checkpoints), or (prompt, response) pairs per judge call.")
     data_concurrency: int = Field(2, ge=1, description="Ray Data actors calling each deployment at once.")
     request_retries: int = Field(
         4, ge=0, description="Retries of a failed deployment call (e.g. its replica died) before its rows are "

@@ -19,10 +19,14 @@ import pyarrow.parquet as pq
 
 from alma.actors.callers import ATTEMPTS, ERROR, ROWS_LOST
 from alma.config import AlmaConfig
+from alma.core.batching import order_requests
 from alma.core.errors import RunStateError
 from alma.jobs.progress import watch_rows
 
 ERRORS_FILE = "errors.parquet"
+# Stage inputs up to this many rows are read by the driver and handed to Ray Data in memory; larger ones
+# are read by Ray Data's own read tasks, in parallel and without passing through the driver.
+INLINE_ROWS = 200_000
 _RAW = "_streamed"  # Ray Data's own output, split into results and errors before the stage commits
 
 
@@ -82,17 +86,24 @@ def stream_through(rows: list[dict[str, Any]] | Path, caller: type, cfg: AlmaCon
                    caller_kwargs: dict[str, Any] | None = None) -> Streamed:
     """Map `rows` (a list of dicts, or a stage folder's result files) through `caller` actors into `out`."""
     ray_data = data_module()
+    batch_size = cfg.serve.request_batch
     if isinstance(rows, Path):
         files = data_files(rows)
-        ds = ray_data.read_parquet([str(f) for f in files])
         expected = _expected_from_files(files, caller.fan_out)
+        if sum(pq.read_metadata(f).num_rows for f in files) <= INLINE_ROWS:
+            # Small enough for the driver: no read tasks to start, which every stream would pay.
+            ds = ray_data.from_arrow(_blocks(read_table(rows), batch_size))
+        else:
+            ds = ray_data.read_parquet([str(f) for f in files])
     else:
+        if caller.batch_group:
+            rows, batch_size = order_requests(rows, caller.batch_group, caller.batch_unit, batch_size)
         ds = ray_data.from_items(rows)
         expected = sum(int(r[caller.fan_out]) for r in rows) if caller.fan_out else len(rows)
     ds = ds.map_batches(
         caller,
         fn_constructor_kwargs={"retry": retry_settings(cfg), **(caller_kwargs or {})},
-        batch_size=cfg.serve.request_batch,
+        batch_size=batch_size,
         compute=ray_data.ActorPoolStrategy(size=cfg.serve.data_concurrency),
         # Callers only wait on deployment handles; the deployments hold the compute.
         num_cpus=0.05,
@@ -107,6 +118,13 @@ def stream_through(rows: list[dict[str, Any]] | Path, caller: type, cfg: AlmaCon
         raise RunStateError(f"{out}: {streamed.rows} result rows and {streamed.rows_lost} lost to errors, but "
                             f"{expected} were asked for; the stage is not committed")
     return streamed
+
+
+def _blocks(table: pa.Table, batch_size: int, most: int = 200) -> list[pa.Table]:
+    """`table` cut into whole calls' worth of rows, at most `most` pieces: one block would go to a single
+    Ray Data actor, leaving the others (serve.data_concurrency) idle."""
+    per = batch_size * max(1, -(-table.num_rows // (batch_size * most)))
+    return [table.slice(i, per) for i in range(0, max(1, table.num_rows), per)]
 
 
 def _expected_from_files(files: list[Path], fan_out: str | None) -> int:

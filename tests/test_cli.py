@@ -28,3 +28,13 @@ def test_bad_config_and_check_seeds(tmp_path):
     assert ok.returncode == 0 and "SFT rows OK" in ok.stdout
     missing = alma(["run", "--seed-sft", str(tmp_path / "nope.jsonl")], tmp_path)
     assert missing.returncode == 2 and "file not found" in missing.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """`alma config | head -1`: the pipe closes before alma writes; no traceback, the SIGPIPE exit code."""
+    proc = subprocess.Popen([sys.executable, "-m", "alma.cli", "config", "--preset", "tiny"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc.stdout.close()  # before the interpreter has even imported alma
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, stderr
+    assert stderr == ""
