@@ -251,6 +251,10 @@ class ServeConfig(_Strict):
         8, ge=1, description="Prompts per generation call (with all the samples one checkpoint gives each, "
         "however N is split over checkpoints), or (prompt, response) pairs per judge call.")
     data_concurrency: int = Field(2, ge=1, description="Ray Data actors calling each deployment at once.")
+    calls_per_actor: int = Field(
+        1, ge=1, description="Deployment calls each Ray Data actor keeps in flight (threads of the actor). 2 or "
+        "more lets a vLLM replica join the next call into its running batch; a transformers replica takes its "
+        "calls one at a time, and 2 measured no gain on 2 CPU cores (benchmarks/README.md).")
     request_retries: int = Field(
         4, ge=0, description="Retries of a failed deployment call (e.g. its replica died) before its rows are "
         "tried one by one and the ones still failing go to the stage's errors table; also bounds the restarts "

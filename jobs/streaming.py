@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ def data_module():
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False
+    # actor_fault_options are remote args, deprecated for Ray 2.64 with no named replacement yet: one
+    # warning per stream would only flood the job log.
+    warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
     return ray.data
 
@@ -64,6 +68,15 @@ def actor_fault_options(cfg: AlmaConfig) -> dict[str, int]:
     serve.request_retries times (Ray Data's default is without limit). Ray 2.60 takes these as remote args
     of map_batches, which it marks deprecated (for 2.64) without a named replacement yet."""
     return {"max_restarts": cfg.serve.request_retries, "max_task_retries": cfg.serve.request_retries}
+
+
+def actor_pool(ray_data, cfg: AlmaConfig):
+    """serve.data_concurrency caller actors, each with serve.calls_per_actor calls in flight. A caller only
+    waits on its deployment response, so threads are enough; one call at a time would leave the replica
+    idle while Ray Data hands the actor its next batch and takes the last one's rows."""
+    calls = cfg.serve.calls_per_actor
+    return ray_data.ActorPoolStrategy(size=cfg.serve.data_concurrency, max_concurrent_calls_per_actor=calls,
+                                      enable_true_multi_threading=calls > 1)
 
 
 @dataclass(frozen=True)
@@ -104,7 +117,7 @@ def stream_through(rows: list[dict[str, Any]] | Path, caller: type, cfg: AlmaCon
         caller,
         fn_constructor_kwargs={"retry": retry_settings(cfg), **(caller_kwargs or {})},
         batch_size=batch_size,
-        compute=ray_data.ActorPoolStrategy(size=cfg.serve.data_concurrency),
+        compute=actor_pool(ray_data, cfg),
         # Callers only wait on deployment handles; the deployments hold the compute.
         num_cpus=0.05,
         **actor_fault_options(cfg),

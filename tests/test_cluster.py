@@ -81,6 +81,27 @@ def test_data_streams_through_deployments_with_exact_counts(cluster):
     assert all(0 <= s <= 10 for s in scores["score"].to_pylist())
 
 
+def test_concurrent_calls_per_actor_give_the_same_rows(cluster):
+    """Two calls in flight per caller actor (threads) change when calls run, not what they return: a call's
+    rows and seed are fixed before the actor sees it."""
+    from alma.actors.callers import GenerateCaller
+    from alma.jobs.streaming import read_table, stream_through
+
+    (m1, m2) = cluster["models"]
+    rows = [{"prompt_id": f"p{i}", "prompt": f"Question {i}?", "mode": "chat", "checkpoint": name,
+             "checkpoint_path": str(path), "n": 2, "seed": f"s{i}"}
+            for i in range(6) for name, path in (("sft-1", m1), ("sft-2", m2))]
+    tables = []
+    for calls in (1, 2):
+        cfg = cluster["cfg"].model_copy(deep=True)
+        cfg.serve.request_batch, cfg.serve.calls_per_actor = 2, calls
+        out = cluster["run"] / f"calls-{calls}"
+        assert stream_through(rows, GenerateCaller, cfg, out, {"sampling": {"max_new_tokens": 6}}).rows == 24
+        tables.append(sorted(zip(*(read_table(out)[c].to_pylist()
+                                   for c in ("prompt_id", "checkpoint", "sample", "response")))))
+    assert tables[0] == tables[1]
+
+
 def test_pool_is_embedded_by_data_actors_and_clustered(cluster, tiny_model):
     """Ray Data actors holding the base model write a fixed_size_list<float32> column equal to the engine's
     own output; the clusters stage then gives every prompt a cluster."""
