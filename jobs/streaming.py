@@ -49,7 +49,11 @@ def data_module():
     (jobs.progress: redrawn on a terminal, where Ray Data's bars would draw over it; throttled in logs)."""
     import ray.data
 
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    # The high-memory detector repeats a 12-line warning every 30 s for any actor over the 0 bytes of memory
+    # it requested (the callers hold ~130 MiB of Python): it would flood the job log of every stream.
+    context.issue_detectors_config.high_memory_detector_config.detection_time_interval_s = -1
     # actor_fault_options are remote args, deprecated for Ray 2.64 with no named replacement yet: one
     # warning per stream would only flood the job log.
     warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
