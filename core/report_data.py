@@ -174,10 +174,31 @@ def throughput(stage: Mapping[str, Any], tokens: int | None, token_seconds: floa
             "tokens": tokens, "tokens_per_s": tokens / per if tokens is not None and per > 0 else None}
 
 
+def _comparison(c: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not c:
+        return None
+    return {k: c.get(k) for k in ("rate", "ci", "wins", "losses", "ties", "unscored", "prompts")}
+
+
+def eval_summary(model_eval: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The per-round numbers of `alma eval`'s JSON (eval/model_eval.json) that the report shows: mean score
+    and its interval, and the win rates against the initial model and the previous round; None without one."""
+    if not model_eval or not model_eval.get("models"):
+        return None
+    models = sorted(model_eval["models"], key=lambda m: m["round"])
+    judge = model_eval.get("judge") or {}
+    return {"training": model_eval.get("training"), "baseline": model_eval.get("baseline"),
+            "prompts": len(model_eval.get("prompts") or []), "judge": judge.get("checkpoint") or judge.get("url"),
+            "models": [{"model": m["model"], "round": m["round"], "mean_score": m.get("mean_score"),
+                        "mean_score_ci": m.get("mean_score_ci"), "vs_initial": _comparison(m.get("vs_initial")),
+                        "vs_previous": _comparison(m.get("vs_previous"))} for m in models]}
+
+
 def report(rounds: Sequence[RoundInput], stages: Sequence[Mapping[str, Any]],
-           summary: Mapping[str, Any] | None = None) -> dict[str, Any]:
+           summary: Mapping[str, Any] | None = None, model_eval: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The whole report's numbers (what report.html embeds as JSON)."""
     return {"rounds": [round_report(r) for r in sorted(rounds, key=lambda r: r.round)],
             "stages": stage_timings(stages),
             "throughput": dict((summary or {}).get("throughput") or {}),
-            "wall_seconds": (summary or {}).get("wall_seconds")}
+            "wall_seconds": (summary or {}).get("wall_seconds"),
+            "eval": eval_summary(model_eval)}

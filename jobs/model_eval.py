@@ -291,4 +291,17 @@ def model_eval_main(args: argparse.Namespace) -> int:
     print(format_table(rows, cfg.eval.confidence))
     print(f"{len(prompts)} held-out prompts, judge {judge_info.get('checkpoint') or judge_info['url']}; "
           f"written to {out}")
+    if not args.json:
+        _refresh_report(run)
     return 0
+
+
+def _refresh_report(run: Path) -> None:
+    """Redraw the run's report so that it shows this evaluation (its `model_eval.png` section). A report
+    that cannot be drawn is said, never a failed evaluation: the JSON is written by then."""
+    from alma.jobs.report import write_report
+
+    try:
+        print(f"report: {write_report(run)[0]}")
+    except Exception as e:  # noqa: BLE001 - the evaluation itself succeeded; `alma report RUN` retries
+        print(f"report: not redrawn ({type(e).__name__}: {e}); `alma report {run}` retries", file=sys.stderr)

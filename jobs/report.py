@@ -51,6 +51,11 @@ PLOTS = {  # file -> (section title, what it shows)
     "diversity.png": ("Prompt diversity per round",
                       "The round's drawn prompts (solid) against the mean of random draws of the same size from "
                       "the same unused prompts (dashed)."),
+    "model_eval.png": ("Held-out evaluation per round (alma eval)",
+                       "Every round's model and the initial SFT model (round 0) answering held-out prompts that no "
+                       "stage drew from, scored by the judge: mean score (left) and win rate against the initial "
+                       "model and against the previous round, ties counting half (right; 0.5 is no difference). "
+                       "Bars are bootstrap confidence intervals over the prompts. Written by `alma eval`."),
     "stage_timings.png": ("Stage timings",
                           "Wall seconds of every committed stage, in the order they were committed."),
 }
@@ -264,6 +269,42 @@ def _plot_diversity(rounds: list[dict]):
     return fig
 
 
+def _interval(values: list[dict | None], key: str | None = None) -> tuple[list[float], list[list[float]]]:
+    """Points and asymmetric error bars ([below], [above]) from dicts holding a value and its `ci`."""
+    points, below, above = [], [], []
+    for v in values:
+        value = _nan(None if v is None else (v.get(key) if key else v.get("rate")))
+        ci = (v or {}).get(f"{key}_ci" if key else "ci") or [value, value]
+        points.append(value)
+        below.append(max(0.0, value - _nan(ci[0])) if math.isfinite(value) else 0.0)
+        above.append(max(0.0, _nan(ci[1]) - value) if math.isfinite(value) else 0.0)
+    return points, [below, above]
+
+
+def _plot_model_eval(ev: dict):
+    import matplotlib.pyplot as plt
+
+    models = ev["models"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    x = [m["round"] for m in models]
+    y, err = _interval(models, "mean_score")
+    left.errorbar(x, y, yerr=err, marker="o", capsize=4)
+    left.set(xlabel="round (0: initial SFT model)", ylabel="mean judge score", xticks=x,
+             title=f"{ev['prompts']} held-out prompts")
+    left.grid(alpha=0.3)
+    later = [m for m in models if m["vs_initial"]]
+    for key, name, shift in (("vs_initial", "vs initial", -0.06), ("vs_previous", "vs previous round", 0.06)):
+        y, err = _interval([m[key] for m in later])
+        right.errorbar([m["round"] + shift for m in later], y, yerr=err, marker="o", capsize=4, label=name)
+    right.axhline(0.5, color="gray", linestyle="--", linewidth=1)
+    right.set(xlabel="round", ylabel="win rate", ylim=(0, 1), xticks=[m["round"] for m in later],
+              title=f"training: {ev['training'] or '-'}")
+    right.grid(alpha=0.3)
+    right.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
 def _plot_stages(stages: list[dict]):
     import matplotlib.pyplot as plt
 
@@ -297,6 +338,8 @@ def render_plots(data: dict[str, Any]) -> dict[str, bytes]:
         plots["checkpoints.png"] = _png(_plot_checkpoints(rounds))
         if any(r["diversity"] for r in rounds):
             plots["diversity.png"] = _png(_plot_diversity(rounds))
+    if data.get("eval"):
+        plots["model_eval.png"] = _png(_plot_model_eval(data["eval"]))
     if stages:
         plots["stage_timings.png"] = _png(_plot_stages(stages))
     return plots
@@ -326,6 +369,15 @@ def _round_rows(rounds: list[dict]) -> list[list[Any]]:
                      r["best"]["mean"], r["best"]["sem"], r["best"]["mean"] - r["all"]["mean"],
                      curve[-1] if curve else None])
     return rows
+
+
+def _eval_row(m: dict) -> list[Any]:
+    def ci(v):
+        return f"[{_fmt(v[0])}, {_fmt(v[1])}]" if v else None
+
+    vi, vp = m["vs_initial"] or {}, m["vs_previous"] or {}
+    return [m["round"], m["model"], m["mean_score"], ci(m["mean_score_ci"]), vi.get("rate"), ci(vi.get("ci")),
+            f"{vi['wins']}-{vi['losses']}-{vi['ties']}" if vi else None, vp.get("rate"), ci(vp.get("ci"))]
 
 
 def _sanitize(value: Any) -> Any:
@@ -359,6 +411,9 @@ def render_html(data: dict[str, Any], plots: dict[str, bytes], facts: list[tuple
                                 [[r["round"], *[r["diversity"][side][k] for k in report_data.DIVERSITY_KEYS
                                                 for side in ("draw", "random")]] for r in rounds if r["diversity"]],
                                 "diversity"),
+        "model_eval.png": _table(["round", "model", "mean score", "95% CI", "win vs initial", "95% CI", "W-L-T",
+                                  "win vs previous", "95% CI"],
+                                 [_eval_row(m) for m in (data.get("eval") or {}).get("models", [])], "model-eval"),
         "stage_timings.png": _table(["stage", "rows", "seconds", "rows/s", "tokens", "tokens/s", "tokens of"],
                                     [[s["label"], s["rows"], s["seconds"], s["rows_per_s"],
                                       data["throughput"].get(s["label"], {}).get("tokens"),
@@ -428,7 +483,17 @@ def build_report_data(run_dir: Path) -> dict[str, Any]:
     if "throughput" not in summary:  # a run still going (or stopped): measure what is committed so far
         summary = {**summary, "throughput": run_throughput(run_dir)}
     stages = [{k: v for k, v in s.items() if k != "info"} for s in committed_stages(run_dir)]
-    return report_data.report(load_rounds(run_dir), stages, summary)
+    return report_data.report(load_rounds(run_dir), stages, summary, _model_eval(run_dir))
+
+
+def _model_eval(run_dir: Path) -> dict | None:
+    """`alma eval`'s result for this run, when it has one (eval/model_eval.json)."""
+    from alma.jobs.model_eval import EVAL_FILE
+
+    try:
+        return json.loads((run_dir / EVAL_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _summary(run_dir: Path) -> dict | None:

@@ -173,3 +173,6 @@ def test_eval_reports_every_round(tiny_run_folder, tmp_path, capsys):
     for model in report["models"]:
         low, high = model["mean_score_ci"]
         assert low <= model["mean_score"] <= high
+    page = (tiny_run_folder / "report.html").read_text()
+    assert 'id="model_eval"' in page and (tiny_run_folder / "report" / "model_eval.png").is_file(), \
+        "alma eval redraws the run's report with its evaluation"

@@ -95,9 +95,10 @@ def check_report_matches_parquet(run: Path, page: Path) -> dict:
         assert curve[0] == pytest.approx(float(np.mean([np.mean(v) for v in per_prompt.values()])), abs=1e-9)
         if {len(v) for v in per_prompt.values()} == {n}:  # E[best of all N] is the mean of the chosen ones
             assert curve[-1] == pytest.approx(r["best"]["mean"], abs=1e-9)
-    for name in PLOTS:
+    drawn = [name for name in PLOTS if data["eval"] or name != "model_eval.png"]  # that one needs `alma eval`
+    for name in drawn:
         assert (page.parent / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
-    assert html.count("data:image/png;base64,") == len(PLOTS)
+    assert html.count("data:image/png;base64,") == len(drawn)
     return data
 
 
@@ -106,7 +107,8 @@ def test_report_of_a_run_folder(tmp_path):
     scores = make_run(run, rounds=2, k=3, n=6)
     out = tmp_path / "out"
     paths = write_report(run, out)
-    assert paths[0] == out / "report.html" and sorted(p.name for p in paths[1:]) == sorted(PLOTS)
+    assert paths[0] == out / "report.html"
+    assert sorted(p.name for p in paths[1:]) == sorted(set(PLOTS) - {"model_eval.png"}), "no eval yet"
     data = check_report_matches_parquet(run, out / "report.html")
     r2 = data["rounds"][1]
     assert r2["unscored"] == 1 and r2["all"]["max"] <= 10, "NaN left out; the errors table is not a score"
@@ -115,6 +117,38 @@ def test_report_of_a_run_folder(tmp_path):
     assert r2["diversity"]["draw"]["clusters_covered"] == 3
     assert [s["label"] for s in data["stages"]][-1] == "train round-2"
     assert len(scores[1]) == 18
+
+
+def _comparison(rate: float, wins: int, losses: int, ties: int) -> dict:
+    return {"rate": rate, "ci": [rate - 0.1, rate + 0.1], "wins": wins, "losses": losses, "ties": ties,
+            "unscored": 0, "prompts": wins + losses + ties}
+
+
+def test_the_report_shows_alma_eval_per_round(tmp_path):
+    """With eval/model_eval.json (what `alma eval` writes) the report gains its plot and table, with the
+    JSON's numbers; without one it has neither (test_report_of_a_run_folder)."""
+    run = tmp_path / "run"
+    make_run(run, rounds=2, k=3, n=6)
+    models = [{"model": "sft-1", "round": 0, "mean_score": 5.0, "mean_score_ci": [4.5, 5.5], "vs_initial": None,
+               "vs_previous": None},
+              {"model": "round-1", "round": 1, "mean_score": 5.5, "mean_score_ci": [5.0, 6.0],
+               "vs_initial": _comparison(0.625, 5, 2, 1), "vs_previous": _comparison(0.625, 5, 2, 1)},
+              {"model": "round-2", "round": 2, "mean_score": 5.25, "mean_score_ci": [4.75, 5.75],
+               "vs_initial": _comparison(0.5, 3, 3, 2), "vs_previous": _comparison(0.375, 2, 4, 2)}]
+    (run / "eval").mkdir()
+    (run / "eval" / "model_eval.json").write_text(json.dumps({
+        "training": "dpo", "baseline": "sft-1", "judge": {"checkpoint": "j"}, "models": models,
+        "prompts": [{"prompt_id": f"e{i}"} for i in range(8)], "answers": []}))
+    paths = write_report(run)
+    assert sorted(p.name for p in paths[1:]) == sorted(PLOTS)
+    data = check_report_matches_parquet(run, run / "report.html")
+    ev = data["eval"]
+    assert (ev["training"], ev["prompts"], ev["judge"]) == ("dpo", 8, "j")
+    assert [m["mean_score"] for m in ev["models"]] == [5.0, 5.5, 5.25]
+    assert ev["models"][2]["vs_previous"] == _comparison(0.375, 2, 4, 2)
+    section = (run / "report.html").read_text().split('id="model_eval"')[1].split("</section>")[0]
+    assert "<td>round-2</td><td>5.250</td><td>[4.750, 5.750]</td><td>0.500</td>" in section
+    assert "<td>3-3-2</td><td>0.375</td><td>[0.275, 0.475]</td>" in section
 
 
 def test_a_run_with_no_round_yet_reports_its_stages(tmp_path, capsys):
