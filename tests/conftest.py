@@ -19,3 +19,17 @@ def tiny_model(alma_cache: Path) -> Path:
     from alma.models import resolve_model
 
     return resolve_model("builtin:tiny", alma_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, alma_cache: Path, tiny_model: Path):
+    """`alma run --preset tiny` (R=2, K=4, N=6, M=10) through the real CLI, once per session: test_e2e checks
+    it; the fault, Ray-job and URI tests resume copies of it rewound to round 2 (tests/e2e_run.py)."""
+    from e2e_run import alma, run_args
+
+    root = tmp_path_factory.mktemp("e2e")
+    out = root / "run"
+    args = run_args(str(out))
+    first = alma(args, alma_cache, root)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return out, args, first, root

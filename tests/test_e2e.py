@@ -17,33 +17,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from e2e_run import K, M, N, R, alma, copy_before_round
 from procs import descendants
 
 from alma.core.manifest import read_manifest
 from alma.jobs.streaming import read_table
 
 pytestmark = pytest.mark.slow
-N, K, R = 6, 4, 2
-M = 10  # self-distillation pairs, fewer than round 1's K x N responses
-
-
-def alma(args, cache, cwd):
-    env = {**os.environ, "ALMA_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.run([sys.executable, "-m", "alma.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=900)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, alma_cache, tiny_model):
-    root = tmp_path_factory.mktemp("e2e")
-    out = root / "run"
-    args = ["run", "--preset", "tiny", "--out", str(out), "--set", f"rounds={R}",
-            "--set", f"round.prompts_per_round={K}", "--set", f"round.responses_per_prompt={N}",
-            "--set", f"judge.distill_pairs={M}"]
-    first = alma(args, alma_cache, root)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    return out, args, first, root
 
 
 def test_outputs_hold_together(tiny_run):
@@ -143,15 +123,6 @@ def test_model_eval_on_the_run(tiny_run, tmp_path, capsys):
     assert report["contamination"]["in_draws"] == [prompt_id(drawn)]
 
 
-def _rewind_to_round(run: Path, r: int) -> None:
-    """The run folder as a driver leaves it when killed just before round r: earlier stages committed."""
-    for path in (run / "rounds" / f"{r:02d}", run / "checkpoints" / f"round-{r}", run / "eval", run / "summary.json"):
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-
-
 def _kill_tree(pid: int) -> list[int]:
     """SIGKILL `pid`, then whichever of the processes it started outlive it (by pid); returns those."""
     tree = descendants(pid) - {pid}
@@ -189,8 +160,7 @@ def test_killed_driver_resumes_to_the_same_rows(tiny_run, alma_cache):
     driver = None
     try:
         run = work / "run"
-        shutil.copytree(out, run, ignore=shutil.ignore_patterns("ray", "ray_train"))
-        _rewind_to_round(run, 2)
+        copy_before_round(out, run, 2)
         committed = {p: p.stat().st_mtime for p in run.rglob("manifest.json")}
         env = {**os.environ, "ALMA_CACHE": str(alma_cache), "HF_HUB_OFFLINE": "1"}
         env.pop("RAY_ADDRESS", None)

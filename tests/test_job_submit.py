@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from e2e_run import K, copy_before_round
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -67,23 +68,25 @@ def head(tmp_path, alma_cache):
         # Only the process group this test started: the head and (in its namespace) every Ray process.
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=60)
+            proc.wait(timeout=15)  # a graceful `ray stop` of the whole head takes ~35 s; SIGKILL after 15
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_alma_run_as_a_ray_job(head, tmp_path):
-    out = tmp_path / "run"
-    entry = (f"{sys.executable} -m alma.cli run --preset tiny --out {out} --set rounds=1 "
-             "--set pool.attempts=16 --set round.prompts_per_round=2 --set round.responses_per_prompt=2 "
-             "--set train.max_steps=1 --set judge_train.max_steps=1 --set judge.distill_pairs=0")
+def test_alma_run_as_a_ray_job(head, tmp_path, tiny_run):
+    """`ray job submit` of `alma run --resume` on a copy of the shared tiny run taken back to just before
+    round 2: the job's driver joins the cluster and does round 2's real work (sampling over three
+    checkpoints, judging, best-of-N, a Ray Train training) on the cluster's workers."""
+    out = copy_before_round(tiny_run[0], tmp_path / "run", 2)
+    entry = f"{sys.executable} -m alma.cli run --resume {out}"
     res = subprocess.run([RAY, "job", "submit", "--address", head["dashboard"], "--", *entry.split()],
                          env=head["env"], capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     assert "succeeded" in (res.stdout + res.stderr).lower()
     assert "joined Ray cluster" in (out / "logs" / "driver.log").read_text()
-    scores = pq.read_table(out / "rounds" / "01" / "best" / "best.parquet")
-    assert scores.num_rows == 2
-    assert (out / "checkpoints" / "round-1" / "model.safetensors").exists()
+    assert "round 2 responses: committed" in res.stdout + res.stderr
+    scores = pq.read_table(out / "rounds" / "02" / "best" / "best.parquet")
+    assert scores.num_rows == K
+    assert (out / "checkpoints" / "round-2" / "model.safetensors").exists()

@@ -22,3 +22,11 @@ def test_wheel_has_only_the_alma_namespace(tmp_path):
         assert data in names
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "alma = alma.cli:main" in entry
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """.ci/run is the README's command 2, character for character (the brief: CI calls exactly it)."""
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text().splitlines()
+    command = readme[readme.index("# 2. install, then run the test suite (what CI runs, via .ci/run)") + 1]
+    assert (root / ".ci" / "run").read_text().strip().splitlines()[-1] == command

@@ -165,27 +165,33 @@ def test_a_stage_committed_before_its_upload_finished_is_uploaded_on_resume(tmp_
 
 
 @pytest.mark.slow
-def test_alma_run_on_a_uri_resumes_from_the_uri_alone(tmp_path, alma_cache, tiny_model):
-    """The whole recipe with `--out file://...`; then, with the working copy gone, a rerun that trains nothing."""
+def test_alma_run_on_a_uri_resumes_from_the_uri_alone(tmp_path, alma_cache, tiny_run):
+    """`alma run --out file://...` on a bucket holding the shared tiny run up to round 2 (as a driver killed
+    there leaves it): a fresh working copy fetches every committed stage, checks it and runs round 2,
+    uploading each stage it commits; then, with the working copy gone, a rerun that computes nothing."""
     import os
     import shutil
     import subprocess
     import sys
 
+    from e2e_run import copy_before_round, run_args
+
     bucket = tmp_path / "bucket"
+    copy_before_round(tiny_run[0], bucket / "run", 2)
+    before = {p.parent for p in (bucket / "run").rglob(MANIFEST)}
     env = {**os.environ, "ALMA_CACHE": str(alma_cache), "ALMA_SCRATCH": str(tmp_path / "scratch"),
            "HF_HUB_OFFLINE": "1"}
     env.pop("RAY_ADDRESS", None)
-    args = [sys.executable, "-m", "alma.cli", "run", "--preset", "tiny", "--out", f"file://{bucket}/run",
-            "--set", "rounds=1", "--set", "round.prompts_per_round=2", "--set", "round.responses_per_prompt=2",
-            "--set", "judge.distill_pairs=0"]
+    args = [sys.executable, "-m", "alma.cli", *run_args(f"file://{bucket}/run")]
     first = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert first.stdout.count("fetched from file://") == len(before)
     run = bucket / "run"
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["rounds"][0]["round"] == 1 and (run / "config.yaml").is_file()
+    assert [r["round"] for r in summary["rounds"]] == [1, 2] and (run / "config.yaml").is_file()
     committed = sorted(p.parent.relative_to(run).as_posix() for p in run.rglob(MANIFEST))
-    assert {"checkpoints/sft-1", "checkpoints/judge", "checkpoints/round-1", "pool", "rounds/01/best"} <= set(committed)
+    assert {"checkpoints/sft-1", "checkpoints/judge", "checkpoints/round-2", "pool", "rounds/02/best"} <= set(committed)
+    assert "round 2 responses: committed" in first.stdout, "round 2 was computed, and uploaded"
 
     shutil.rmtree(tmp_path / "scratch")
     again = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
