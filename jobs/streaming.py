@@ -106,11 +106,14 @@ def stream_through(rows: list[dict[str, Any]] | Path, caller: type, cfg: AlmaCon
     batch_size = cfg.serve.request_batch
     if isinstance(rows, Path):
         files = data_files(rows)
-        expected = _expected_from_files(files, caller.fan_out)
         if sum(pq.read_metadata(f).num_rows for f in files) <= INLINE_ROWS:
             # Small enough for the driver: no read tasks to start, which every stream would pay.
-            ds = ray_data.from_arrow(_blocks(read_table(rows), batch_size))
+            table = read_table(rows)
+            expected = _expected(table, caller.fan_out)
+            ds = ray_data.from_arrow(_blocks(table, batch_size))
         else:
+            expected = sum(_expected(pq.read_table(f, columns=[caller.fan_out] if caller.fan_out else []),
+                                     caller.fan_out) for f in files)
             ds = ray_data.read_parquet([str(f) for f in files])
     else:
         if caller.batch_group:
@@ -144,10 +147,11 @@ def _blocks(table: pa.Table, batch_size: int, most: int = 200) -> list[pa.Table]
     return [table.slice(i, per) for i in range(0, max(1, table.num_rows), per)]
 
 
-def _expected_from_files(files: list[Path], fan_out: str | None) -> int:
+def _expected(table: pa.Table, fan_out: str | None) -> int:
+    """Result rows the input rows of `table` stand for: one each, or the sum of their `fan_out` column."""
     if fan_out is None:
-        return sum(pq.read_metadata(f).num_rows for f in files)
-    return sum(int(pc.sum(pq.read_table(f, columns=[fan_out])[fan_out]).as_py() or 0) for f in files)
+        return table.num_rows
+    return int(pc.sum(table[fan_out]).as_py() or 0)
 
 
 def split_errors(raw: Path, out: Path, results: tuple[str, ...] = ()) -> Streamed:
