@@ -25,12 +25,11 @@ import os
 import secrets
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import free_port, progress
+from common import free_port, progress, work_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -90,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from alma.models import resolve_model
 
     preset = args.preset or ("tiny" if args.model == "builtin:tiny" else "smollm2-cpu")
-    work = Path(tempfile.mkdtemp(prefix="alma-bench-"))
+    work = work_dir()
     port = free_port()
     cfg = load_config(preset, overrides=[f"out_dir={work}", f"judge_serve.port={port}"])
     folder = resolve_model(args.model).resolve()

@@ -31,11 +31,10 @@ import argparse
 import json
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
-from common import bundled_prompt_texts, progress
+from common import bundled_prompt_texts, progress, work_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -179,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     from alma.engines.factory import load_engine, vllm_platform
     from alma.engines.transformers_engine import TransformersEngine
 
-    work = Path(tempfile.mkdtemp(prefix="alma-vllm-bench-"))
+    work = work_dir()
     folder = _model_folder(args.model, work)
     bench = Bench(args, folder)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in ("tf_gen", "tf_judge", "vllm_gen", "vllm_judge",
