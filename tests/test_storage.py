@@ -169,21 +169,15 @@ def test_alma_run_on_a_uri_resumes_from_the_uri_alone(tmp_path, alma_cache, tiny
     """`alma run --out file://...` on a bucket holding the shared tiny run up to round 2 (as a driver killed
     there leaves it): a fresh working copy fetches every committed stage, checks it and runs round 2,
     uploading each stage it commits; then, with the working copy gone, a rerun that computes nothing."""
-    import os
     import shutil
-    import subprocess
-    import sys
 
-    from e2e_run import copy_before_round, run_args
+    from e2e_run import alma, copy_before_round, run_args
 
     bucket = tmp_path / "bucket"
     copy_before_round(tiny_run[0], bucket / "run", 2)
     before = {p.parent for p in (bucket / "run").rglob(MANIFEST)}
-    env = {**os.environ, "ALMA_CACHE": str(alma_cache), "ALMA_SCRATCH": str(tmp_path / "scratch"),
-           "HF_HUB_OFFLINE": "1"}
-    env.pop("RAY_ADDRESS", None)
-    args = [sys.executable, "-m", "alma.cli", *run_args(f"file://{bucket}/run")]
-    first = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    args, scratch = run_args(f"file://{bucket}/run"), {"ALMA_SCRATCH": str(tmp_path / "scratch")}
+    first = alma(args, alma_cache, tmp_path, env=scratch)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert first.stdout.count("fetched from file://") == len(before)
     run = bucket / "run"
@@ -194,7 +188,7 @@ def test_alma_run_on_a_uri_resumes_from_the_uri_alone(tmp_path, alma_cache, tiny
     assert "round 2 responses: committed" in first.stdout, "round 2 was computed, and uploaded"
 
     shutil.rmtree(tmp_path / "scratch")
-    again = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    again = alma(args, alma_cache, tmp_path, env=scratch)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert again.stdout.count("fetched from file://") == len(committed)
     assert "committed in" not in again.stdout  # nothing rebuilt: every stage came from the URI
