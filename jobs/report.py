@@ -269,12 +269,12 @@ def _plot_diversity(rounds: list[dict]):
     return fig
 
 
-def _interval(values: list[dict | None], key: str | None = None) -> tuple[list[float], list[list[float]]]:
-    """Points and asymmetric error bars ([below], [above]) from dicts holding a value and its `ci`."""
+def _interval(values: list[dict | None], key: str, ci_key: str) -> tuple[list[float], list[list[float]]]:
+    """Points and asymmetric error bars ([below], [above]) from dicts holding a value and its interval."""
     points, below, above = [], [], []
     for v in values:
-        value = _nan(None if v is None else (v.get(key) if key else v.get("rate")))
-        ci = (v or {}).get(f"{key}_ci" if key else "ci") or [value, value]
+        value = _nan((v or {}).get(key))
+        ci = (v or {}).get(ci_key) or [value, value]
         points.append(value)
         below.append(max(0.0, value - _nan(ci[0])) if math.isfinite(value) else 0.0)
         above.append(max(0.0, _nan(ci[1]) - value) if math.isfinite(value) else 0.0)
@@ -287,14 +287,14 @@ def _plot_model_eval(ev: dict):
     models = ev["models"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     x = [m["round"] for m in models]
-    y, err = _interval(models, "mean_score")
+    y, err = _interval(models, "mean_score", "mean_score_ci")
     left.errorbar(x, y, yerr=err, marker="o", capsize=4)
     left.set(xlabel="round (0: initial SFT model)", ylabel="mean judge score", xticks=x,
              title=f"{ev['prompts']} held-out prompts")
     left.grid(alpha=0.3)
     later = [m for m in models if m["vs_initial"]]
     for key, name, shift in (("vs_initial", "vs initial", -0.06), ("vs_previous", "vs previous round", 0.06)):
-        y, err = _interval([m[key] for m in later])
+        y, err = _interval([m[key] for m in later], "rate", "ci")
         right.errorbar([m["round"] + shift for m in later], y, yerr=err, marker="o", capsize=4, label=name)
     right.axhline(0.5, color="gray", linestyle="--", linewidth=1)
     right.set(xlabel="round", ylabel="win rate", ylim=(0, 1), xticks=[m["round"] for m in later],
