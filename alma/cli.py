@@ -33,13 +33,38 @@ def _add_preset_args(p: argparse.ArgumentParser, set_example: str, out_help: str
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     _add_preset_args(p, "--set rounds=3 --set round.responses_per_prompt=8", "run folder (default: runs/<name>)")
-    p.add_argument("--seed-sft", metavar="FILE", help="SFT seed data, JSONL or Parquet (default: bundled)")
-    p.add_argument("--seed-judge", metavar="FILE", help="judge seed triplets, JSONL or Parquet (default: bundled)")
+    p.add_argument("--seed-sft", metavar="FILE", help="SFT seed data: JSONL, Parquet or a datasets.save_to_disk "
+                   "folder (default: bundled; layouts: docs/seed-data.md)")
+    p.add_argument("--seed-judge", metavar="FILE", help="judge seed triplets or ratings: JSONL, Parquet or a "
+                   "datasets.save_to_disk folder (default: bundled)")
+    _add_drop_invalid(p)
+
+
+def _add_drop_invalid(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--drop-invalid", action="store_true", default=None,
+                   help="drop invalid seed rows (counted by reason; in a run, written to RUN/seeds/rejects-*.jsonl) "
+                   "instead of stopping at the first (seeds.drop_invalid)")
+
+
+def _add_seed_rule_args(p: argparse.ArgumentParser) -> None:
+    """How a command that reads seed files without a run takes the seeds.* settings."""
+    _add_drop_invalid(p)
+    p.add_argument("--preset", choices=PRESETS, default=None,
+                   help=f"built-in configuration whose seeds.* settings apply (default: {DEFAULT_PRESET})")
+    p.add_argument("--config", metavar="FILE", help="YAML file layered over the preset")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one field, e.g. --set seeds.judge_attributes=[helpfulness,correctness]")
+
+
+def _seed_rules(args: argparse.Namespace):
+    overrides = [*args.overrides, *(["seeds.drop_invalid=true"] if args.drop_invalid else [])]
+    return load_config(args.preset, args.config, overrides).seeds.rules()
 
 
 def _config(args: argparse.Namespace):
     overrides = list(args.overrides)
-    for flag, key in (("out", "out_dir"), ("seed_sft", "seed_sft"), ("seed_judge", "seed_judge")):
+    for flag, key in (("out", "out_dir"), ("seed_sft", "seed_sft"), ("seed_judge", "seed_judge"),
+                      ("drop_invalid", "seeds.drop_invalid")):
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
@@ -52,6 +77,19 @@ def _config(args: argparse.Namespace):
         raise ConfigError(f"--resume {resume} takes the run's own config.yaml; drop {', '.join(given)} (change "
                           "single fields with --set, and --force to accept the change)")
     return load_run_config(resume, overrides)
+
+
+def _check_seeds(args: argparse.Namespace) -> None:
+    from alma.core.seeds import read_judge, read_sft
+
+    rules = _seed_rules(args)
+    for path, read, what in ((args.seed_sft, read_sft, "SFT rows"), (args.seed_judge, read_judge, "judge rows")):
+        if path:
+            seeds = read(path, rules)
+            kept = sum(seeds.layouts.values())
+            count = f"{len(seeds.examples)} {what}" if len(seeds.examples) == kept else \
+                f"{len(seeds.examples)} judge triplets from {kept} rows"
+            print(f"{path}: {count} OK" + (f", {seeds.drop_text()}" if rules.drop_invalid else ""))
 
 
 def _add_judge_serve_args(p: argparse.ArgumentParser) -> None:
@@ -148,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-seeds", help="validate seed files without running anything")
     check.add_argument("--seed-sft", metavar="FILE")
     check.add_argument("--seed-judge", metavar="FILE")
+    _add_seed_rule_args(check)
+    data = sub.add_parser("data", help="what a seed or eval prompt file holds and what it maps to: layouts, fields, "
+                          "rows, judge scores, examples, dropped rows")
+    data.add_argument("file", metavar="FILE", help="JSONL, Parquet or a datasets.save_to_disk folder")
+    data.add_argument("--kind", required=True, choices=("sft", "judge", "eval"),
+                      help="read it as SFT seed data, judge seed data or eval prompts")
+    data.add_argument("--json", action="store_true", help="print it as JSON")
+    _add_seed_rule_args(data)
     judge = sub.add_parser("judge", help="the judge on its own")
     judge_sub = judge.add_subparsers(dest="judge_command", required=True)
     add_eval_arguments(judge_sub.add_parser(
@@ -177,12 +223,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             sys.stdout.write(dump_config(_config(args)))
         elif args.command == "check-seeds":
-            from alma.core.seeds import load_judge, load_sft
+            _check_seeds(args)
+        elif args.command == "data":
+            from alma.jobs.seed_data import data_main
 
-            if args.seed_sft:
-                print(f"{args.seed_sft}: {len(load_sft(args.seed_sft))} SFT rows OK")
-            if args.seed_judge:
-                print(f"{args.seed_judge}: {len(load_judge(args.seed_judge))} judge rows OK")
+            return data_main(args.file, args.kind, _seed_rules(args), args.json)
         elif args.command == "run":
             from alma.jobs.driver import run
 

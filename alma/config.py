@@ -17,9 +17,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from alma.core.errors import ConfigError
+from alma.core.seed_formats import RATING_ATTRIBUTES, SeedRules
 from alma.core.storage import is_uri, scratch_dir
 
-PRESETS = ("tiny", "smollm2-cpu")
+PRESETS = ("tiny", "smollm2-cpu", "cpu-align")
 DEFAULT_PRESET = "smollm2-cpu"
 LATEST = "latest"
 
@@ -183,6 +184,11 @@ class TrainConfig(_Strict):
 
     epochs: float = Field(2.0, gt=0, description="Passes over the training set.")
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
+    seed_rows: int | None = Field(
+        None, ge=1, description="Seed rows a training uses: a fixed sample (seeded by `seed`) of the SFT seed for "
+        "train (the same rows for sft-1, sft-2 and every round, so that a round's best-of-N rows are not drowned "
+        "when a CPU budget trains on a slice of a large seed), of the judge seed's training split for "
+        "judge_train; None: every row. Not used by dpo_train.")
     learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate (linear decay).")
     batch_size: int = Field(8, ge=1, description="Examples per device per step.")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
@@ -224,7 +230,8 @@ class DpoConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    """`alma eval`: every round's model answers held-out prompts, scored by the judge (changes no run result)."""
+    """`alma eval`: every round's model answers held-out prompts, graded by the judge, by rules and by second
+    opinions (docs/evaluation.md); changes no run result."""
 
     baseline: str = Field("sft-1", description="Initial SFT model that rounds are compared with (sft-<i>).")
     responses_per_prompt: int = Field(
@@ -234,6 +241,26 @@ class EvalConfig(_Strict):
     bootstrap: int = Field(1000, ge=10, description="Bootstrap resamples of the prompts for the confidence "
                            "intervals (seeded by `seed`).")
     confidence: float = Field(0.95, gt=0, lt=1, description="Level of the bootstrap (percentile) intervals.")
+    ifeval: bool = Field(
+        True, description="Also grade every model on instruction-following prompts whose constraints rules check "
+        "(word counts, case, JSON, ...; core/ifeval.py): a yardstick independent of any judge. `--no-ifeval` "
+        "turns it off.")
+    ifeval_prompts: str | None = Field(
+        None, description="Instruction-following prompt file (JSONL or Parquet rows {id, prompt, constraints}); "
+        "None: the bundled set, 100 prompts written for this project (docs/evaluation.md).")
+    ifeval_max_new_tokens: int | None = Field(
+        192, ge=1, le=8192, description="Most tokens per instruction-following answer (its constraints need "
+        "room: a length, a postscript, an ending); None: the held-out answers' max_new_tokens.")
+    selection_prompts_per_round: int | None = Field(
+        200, ge=1, description="Prompts per round (a seeded sample) whose best-of-N pick and a random other "
+        "response the second-opinion judges grade; None: every prompt of the round.")
+    chat_judge_max_tokens: int = Field(
+        64, ge=1, description="Most tokens a --chat-judge-url endpoint may write per judgment (the rating "
+        "`[[N]]` is read from its reply).")
+    chat_judge_concurrency: int = Field(4, ge=1, description="Requests in flight at once to a --chat-judge-url "
+                                        "endpoint.")
+    chat_judge_timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for one chat-judge reply "
+                                        "before retrying it (3 retries, then `alma eval` stops with the error).")
 
 
 class ServeConfig(_Strict):
@@ -315,6 +342,52 @@ class ClusterConfig(_Strict):
     )
 
 
+class SeedsConfig(_Strict):
+    """How the seed files (seed_sft, seed_judge: JSONL, Parquet or a datasets.save_to_disk folder) are read: bad
+    rows, and how per-response ratings become judge scores (docs/seed-data.md)."""
+
+    drop_invalid: bool = Field(
+        False, description="Drop invalid seed rows (a bad field, a line that is not JSON, a duplicate, ...) instead "
+        "of stopping at the first one; `alma run` counts them by reason and writes them to "
+        "<run>/seeds/rejects-<sft|judge>.jsonl. --drop-invalid sets it.")
+    judge_attributes: list[str] = Field(
+        default_factory=lambda: ["helpfulness"], min_length=1,
+        description="Ratings averaged into the score of a judge row that has per-response ratings instead of a "
+        "score: HelpSteer's helpfulness, correctness, coherence, complexity, verbosity, UltraFeedback's "
+        "helpfulness, honesty, instruction_following, truthfulness (complexity and verbosity rate difficulty and "
+        "length, not quality). A row lacking one is a bad row.")
+    judge_scale: Literal["auto"] | tuple[float, float] = Field(
+        "auto", description="[min, max] of those ratings, or 'auto': by the row's layout, HelpSteer 0-4 and "
+        "UltraFeedback 1-5 (a row rating helpfulness alone needs it given). score = 10 * (mean - min) / "
+        "(max - min), rounded half up: HelpSteer helpfulness 3 gives 7.5, so 8.")
+
+    @field_validator("judge_attributes")
+    @classmethod
+    def _known_attributes(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in RATING_ATTRIBUTES]
+        if unknown:
+            raise ValueError(f"unknown rating {unknown[0]!r}; choose from {', '.join(RATING_ATTRIBUTES)}")
+        if len(set(names)) < len(names):
+            raise ValueError(f"{names} names a rating twice")
+        return names
+
+    @field_validator("judge_scale", mode="before")
+    @classmethod
+    def _scale(cls, scale: Any) -> Any:
+        if scale == "auto":
+            return scale
+        if not (isinstance(scale, (list, tuple)) and len(scale) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in scale)
+                and scale[0] < scale[1]):
+            raise ValueError(f"expected 'auto' or [min, max] with min < max, got {scale!r}")
+        return scale
+
+    def rules(self) -> SeedRules:
+        """The settings as core.seeds takes them."""
+        return SeedRules(self.drop_invalid, tuple(self.judge_attributes),
+                         None if self.judge_scale == "auto" else tuple(self.judge_scale))
+
+
 class AlmaConfig(_Strict):
     """One ALMA run."""
 
@@ -326,6 +399,7 @@ class AlmaConfig(_Strict):
     rounds: int = Field(2, ge=1, description="R: alignment rounds (paper: 10).")
     seed_sft: str | None = Field(None, description="SFT seed file (JSONL/Parquet); None: the bundled set.")
     seed_judge: str | None = Field(None, description="Judge seed file (JSONL/Parquet); None: the bundled set.")
+    seeds: SeedsConfig = Field(default_factory=SeedsConfig, description="How the seed files are read.")
     sft_seeds: list[int] = Field(
         default_factory=lambda: [1, 2], min_length=1, description="Training seeds of the initial SFT models."
     )
@@ -380,11 +454,15 @@ class AlmaConfig(_Strict):
             return scratch_dir(self.out_dir)
         return Path(self.out_dir) if self.out_dir else Path("runs") / self.name
 
-    def _results_view(self, dpo: bool | None = None) -> dict[str, Any]:
+    def _results_view(self, dpo: bool | None = None, seeds: bool | None = None) -> dict[str, Any]:
         """The fields that change results: not where the run lives, how Ray is reached or served, nor the
         fault-tolerance knobs and permissions that only decide whether a step may run or be retried.
-        `dpo`: whether the DPO settings are in it (default: when the run trains with DPO)."""
+        `dpo`: whether the DPO settings are in it (default: when the run trains with DPO); `seeds`: whether
+        the seed-reading settings are (default: when they are not the defaults)."""
         exclude = dict(_NOT_RESULTS)
+        if not (self.seeds != SeedsConfig() if seeds is None else seeds):
+            # At their defaults seed files are read as before these settings existed: an older run keeps its hash.
+            exclude["seeds"] = True
         if not (self.round.training == "dpo" if dpo is None else dpo):
             # DPO settings change nothing in an SFT run; left out, a run made before they existed keeps its hash.
             exclude.update({"dpo": True, "dpo_train": True, "round": {"training"}})
@@ -419,7 +497,8 @@ _ABSENT = object()
 def config_changes(old: AlmaConfig, new: AlmaConfig) -> list[str]:
     """The fields that change results and differ between two configs, as 'key old -> new'."""
     dpo = "dpo" in (old.round.training, new.round.training)
-    a, b = _flatten(old._results_view(dpo)), _flatten(new._results_view(dpo))
+    seeds = SeedsConfig() != old.seeds or SeedsConfig() != new.seeds
+    a, b = _flatten(old._results_view(dpo, seeds)), _flatten(new._results_view(dpo, seeds))
     return [f"{key} {_short(a.get(key, _ABSENT))} -> {_short(b.get(key, _ABSENT))}"
             for key in sorted(set(a) | set(b)) if a.get(key, _ABSENT) != b.get(key, _ABSENT)]
 

@@ -6,11 +6,21 @@ where either side has no score (a sampled judgment that parsed nothing) counts 0
 `unscored`, so that a model cannot gain by making the judge fail. The win rate is then the mean of those
 outcomes, and the mean score the mean of the per-prompt scores: both are means over prompts, and one
 percentile bootstrap over prompts gives the interval of either.
+
+Rule-checked compliance (core.ifeval) is a share: of prompts whose answer meets every constraint, or of
+constraints met. The second is a ratio over prompts that carry 1-3 constraints each, so its interval
+resamples prompts and divides the resampled sums (`bootstrap_ratio_ci`), keeping a prompt's constraints
+together.
+
+Best-of-N against a random pick (`best_and_other`): of a prompt's N answers, the one the judge scored
+highest and, drawn with a seeded generator, one of the others; graded by a yardstick the judge does not
+drive, the pair shows what selection alone buys.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -68,3 +78,38 @@ def bootstrap_ci(values: Sequence[float], resamples: int = 1000, confidence: flo
     tail = (1 - confidence) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return float(low), float(high)
+
+
+def bootstrap_ratio_ci(numerators: Sequence[float], denominators: Sequence[float], resamples: int = 1000,
+                       confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of sum(numerators) / sum(denominators), resampling the pairs (prompts)
+    with replacement; a resample whose denominators sum to 0 is left out. (NaN, NaN) with no pair."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if len(numerators) != len(denominators):
+        raise ValueError(f"ratio parts differ in length: {len(numerators)} vs {len(denominators)}")
+    num, den = np.asarray(numerators, dtype=np.float64), np.asarray(denominators, dtype=np.float64)
+    if num.size == 0:
+        return math.nan, math.nan
+    picks = np.random.default_rng(seed).integers(0, num.size, size=(resamples, num.size))
+    tops, bottoms = num[picks].sum(axis=1), den[picks].sum(axis=1)
+    ratios = tops[bottoms > 0] / bottoms[bottoms > 0]
+    if ratios.size == 0:
+        return math.nan, math.nan
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(ratios, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def best_and_other(scores: Sequence[float], seed: int | str) -> tuple[int, int] | None:
+    """(index of the highest score, index of a random other answer) among one prompt's answers.
+
+    The best is the first of equal highest scores, as best-of-N picks (NaN is no score); the other is
+    drawn uniformly from the remaining answers, scored or not, by a generator seeded with `seed` (say the
+    run seed, the model and the prompt), so reruns agree. None with fewer than two answers or no score.
+    """
+    scored = [i for i, s in enumerate(scores) if not math.isnan(s)]
+    if len(scores) < 2 or not scored:
+        return None
+    best = max(scored, key=lambda i: (scores[i], -i))
+    return best, random.Random(f"best-vs-random:{seed}").choice([i for i in range(len(scores)) if i != best])

@@ -1,47 +1,72 @@
-"""Load and validate the two seed sets (SFT examples and judge triplets) from JSONL or Parquet.
+"""Load and validate the two seed sets (SFT examples and judge triplets) from JSONL, Parquet or a folder
+written by `datasets.Dataset.save_to_disk`.
 
-Users already hold chat data in one of three layouts, so all three are accepted for SFT rows:
-OpenAI-style `messages` (role/content), ShareGPT-style `conversations` (from/value), or flat
-`prompt`/`response`. Every row is checked on load; the first bad row raises InputError naming the file,
-the line (1-based; the row number for Parquet) and the field, so that nothing half-valid reaches training.
+The row layouts each set accepts, and what they map to, are in core/seed_formats.py (docs/seed-data.md).
+Every row is checked on load. By default the first bad row raises InputError naming the file, the line
+(1-based; the row number for Parquet and datasets folders) and the field, so that nothing half-valid
+reaches training. With `SeedRules.drop_invalid` bad rows (duplicates included) are set aside instead,
+each with its reason, so that a large public file can be used as it is.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-from dataclasses import dataclass
+import re
+from collections import Counter
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from alma.core.errors import InputError
+from alma.core.seed_formats import BadRow, JudgeExample, SeedRules, SftExample, _text, judge_row, sft_row
 
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "system": "system", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
-CHAT_ROLES = {"system", "user", "assistant"}
-SCORE_MIN, SCORE_MAX = 0, 10
+JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+_INDEX = re.compile(r"\[\d+\]")
 
 
 @dataclass(frozen=True)
-class SftExample:
-    """One seed conversation: the prompt turns and the final assistant answer that is trained on."""
+class Reject:
+    """A row set aside by drop_invalid: where, why, and the row as read."""
 
-    prompt: list[dict[str, str]]
-    response: str
+    line: int | None
+    field: str | None
+    reason: str  # the short kind it is counted under ("empty", "duplicate", ...)
+    error: str  # the one-line error it would have raised
+    row: Any  # the decoded row; the line's text where it is not JSON
+    text: str | None = None  # the line as in the file (JSONL)
 
     @property
-    def user_prompt(self) -> str:
-        """The last user turn: what the few-shot prompt writer imitates."""
-        return next(m["content"] for m in reversed(self.prompt) if m["role"] == "user")
+    def key(self) -> str:
+        """What drops are counted by: the field (list indices folded) and the reason."""
+        if self.field is None:
+            return self.reason
+        return f"field '{_INDEX.sub('[*]', self.field)}': {self.reason}"
 
 
-@dataclass(frozen=True)
-class JudgeExample:
-    prompt: str
-    response: str
-    score: int
+@dataclass
+class SeedSet:
+    """A validated seed file: its examples, and what reading it found."""
+
+    path: str
+    file_format: str  # JSONL, Parquet or datasets folder
+    examples: list = field(default_factory=list)
+    rows: int = 0  # rows read, kept or dropped
+    layouts: Counter = field(default_factory=Counter)  # layout -> rows kept
+    fields: Counter = field(default_factory=Counter)  # top-level field -> rows holding it
+    ignored: Counter = field(default_factory=Counter)  # field read past -> rows kept (SFT)
+    rejects: list[Reject] = field(default_factory=list)
+
+    def drops(self) -> Counter:
+        return Counter(r.key for r in self.rejects)
+
+    def drop_text(self) -> str:
+        """'37 dropped (field 'value': empty: 30, duplicate: 7)', or 'none dropped'."""
+        if not self.rejects:
+            return "none dropped"
+        reasons = ", ".join(f"{key}: {n}" for key, n in self.drops().most_common())
+        return f"{len(self.rejects)} dropped ({reasons})"
 
 
 def bundled(name: str) -> Path:
@@ -50,6 +75,13 @@ def bundled(name: str) -> Path:
 
 
 def file_fingerprint(path: Path) -> str:
+    """sha256 of a seed file's bytes; of a datasets folder, of its .arrow files' names and bytes (its state.json
+    holds a random fingerprint: saving the same rows again must not look like other data)."""
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for part in sorted(path.rglob("*.arrow")):
+            digest.update(f"{part.relative_to(path).as_posix()}\0{file_fingerprint(part)}\n".encode())
+        return digest.hexdigest()
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -57,126 +89,164 @@ def file_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_format(path: Path) -> str:
+    return "datasets folder" if path.is_dir() else "Parquet" if path.suffix == ".parquet" else "JSONL"
+
+
 def _rows(path: Path) -> Iterator[tuple[int, Any]]:
-    """Yield (line, row) from a JSONL or Parquet file, raising InputError for unreadable content."""
+    """Yield (line, row) from a seed or prompt file, raising InputError at the first unreadable row."""
+    for line, row, _ in _read(path):
+        if isinstance(row, BadRow):
+            raise row
+        yield line, row
+
+
+def _read(path: Path, keep_nulls: bool = True) -> Iterator[tuple[int, Any, str | None]]:
+    """Yield (line, row, text) from a JSONL file, a Parquet file or a datasets folder. A line that is not
+    a JSON value comes as a BadRow, with its text; a file that cannot be read at all raises InputError.
+    `keep_nulls=False` leaves out a table row's null fields: a table has every column in every row, so
+    a null is how it stores a field the row does not have."""
     p = str(path)
-    if not path.is_file():
+    if path.is_dir():
+        tables = _dataset_folder(path)
+    elif not path.is_file():
         raise InputError(p, None, None, "file not found")
-    if path.suffix == ".parquet":
+    elif path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         try:
-            rows = pq.read_table(path).to_pylist()
+            tables = [pq.read_table(path)]
         except Exception as e:  # pyarrow raises several types for a corrupt file
             raise InputError(p, None, None, f"not a readable Parquet file ({e})") from None
-        yield from enumerate(rows, start=1)
+    elif path.suffix in JSONL_SUFFIXES:
+        yield from _jsonl(path)
         return
-    if path.suffix not in (".jsonl", ".json", ".ndjson"):
-        raise InputError(p, None, None, "unsupported file type (use .jsonl or .parquet)")
-    try:
-        raw = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise InputError(p, line, None, "not valid UTF-8 text") from None
-    for number, text in enumerate(raw.splitlines(), start=1):
+    else:
+        raise InputError(p, None, None, "unsupported file type (use .jsonl, .parquet or a datasets.save_to_disk "
+                         "folder)")
+    number = 0
+    for table in tables:
+        for row in table.to_pylist():
+            number += 1
+            if not keep_nulls:
+                row = {key: value for key, value in row.items() if value is not None}
+            yield number, row, None
+
+
+def _jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    p = str(path)
+    # Split on "\n" alone: JSON strings may hold U+2028 and the other breaks str.splitlines() also cuts at.
+    for number, chunk in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            text = chunk.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            yield number, BadRow((p, number), None, "not valid UTF-8 text", "not UTF-8"), \
+                chunk.decode("utf-8", errors="replace")
+            continue
         if not text.strip():
             continue
         try:
-            yield number, json.loads(text)
+            yield number, json.loads(text), text
         except json.JSONDecodeError as e:
-            raise InputError(p, number, None, f"invalid JSON ({e.msg} at column {e.colno})") from None
+            yield number, BadRow((p, number), None, f"invalid JSON ({e.msg} at column {e.colno})", "invalid JSON"), text
+        except RecursionError:
+            yield number, BadRow((p, number), None, "nested too deeply to read (lists or objects inside each other "
+                                 "past Python's recursion limit)", "nested too deeply"), text
+        except ValueError as e:  # e.g. an integer of more digits than Python converts
+            yield number, BadRow((p, number), None, f"invalid JSON ({e})", "invalid JSON"), text
 
 
-def _text(row: dict[str, Any], key: str, where: tuple[str, int]) -> str:
-    if key not in row:
-        raise InputError(where[0], where[1], key, "missing")
-    value = row[key]
-    if not isinstance(value, str):
-        raise InputError(where[0], where[1], key, f"expected a string, got {type(value).__name__}")
-    if not value.strip():
-        raise InputError(where[0], where[1], key, "empty")
-    return value
+def _dataset_folder(path: Path) -> list:
+    """The Arrow tables of a `Dataset.save_to_disk` folder, in shard order (read with pyarrow's IPC reader)."""
+    import pyarrow as pa
+
+    p = str(path)
+    if (path / "dataset_dict.json").is_file():
+        splits = sorted(d.name for d in path.iterdir() if (d / "state.json").is_file())
+        raise InputError(p, None, None, f"a DatasetDict folder holds several splits ({', '.join(splits)}): name one, "
+                         f"e.g. {path / (splits[0] if splits else 'train')}")
+    try:
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        files = [path / entry["filename"] for entry in state["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(p, None, None, "not a datasets.save_to_disk folder (it needs a readable state.json "
+                         "listing its .arrow files)") from None
+    tables = []
+    for file in files:
+        try:
+            with pa.memory_map(str(file)) as source:
+                tables.append(pa.ipc.open_stream(source).read_all())
+        except Exception as e:  # pyarrow raises several types for a missing or corrupt shard
+            raise InputError(str(file), None, None, f"not a readable Arrow file ({e})") from None
+    return tables
 
 
-def _turns(row: dict[str, Any], key: str, role_key: str, text_key: str, roles: dict[str, str],
-           where: tuple[str, int]) -> list[dict[str, str]]:
-    turns = row[key]
-    if not isinstance(turns, list) or not turns:
-        raise InputError(where[0], where[1], key, "expected a non-empty list of turns")
-    out = []
-    for i, turn in enumerate(turns):
-        field = f"{key}[{i}]"
-        if not isinstance(turn, dict):
-            raise InputError(where[0], where[1], field, "expected an object")
-        role = turn.get(role_key)
-        if role not in roles:
-            raise InputError(where[0], where[1], f"{field}.{role_key}",
-                             f"unknown role {role!r} (expected one of {sorted(roles)})")
-        out.append({"role": roles[role], "content": _text(turn, text_key, (where[0], where[1]))})
+def _load(path: str | Path, parse: Callable, key: Callable, rules: SeedRules) -> SeedSet:
+    """Parse every row; a bad or repeated row raises InputError, or is set aside with drop_invalid.
+    `parse(row, where)` gives (layout, examples, fields read past); `key` says when two examples are one."""
+    path = Path(path)
+    out = SeedSet(str(path), file_format(path))
+    seen: dict = {}
+    for line, row, text in _read(path, keep_nulls=False):
+        out.rows += 1
+        where = (str(path), line)
+        if isinstance(row, dict):
+            out.fields.update(str(k) for k in row)
+        try:
+            if isinstance(row, BadRow):
+                raise row
+            layout, examples, ignored = parse(row, where)
+            keys = [key(e) for e in examples]
+            for i, k in enumerate(keys):
+                if k in seen or k in keys[:i]:
+                    raise BadRow(where, None, f"duplicate of line {seen.get(k, line)}", "duplicate")
+        except BadRow as e:
+            if not rules.drop_invalid:
+                raise
+            out.rejects.append(Reject(line, e.field, e.reason, str(e), text if isinstance(row, BadRow) else row, text))
+            continue
+        seen.update((k, line) for k in keys)
+        out.examples.extend(examples)
+        out.layouts[layout] += 1
+        out.ignored.update(ignored)
+    if not out.examples:
+        if out.rejects:
+            raise InputError(str(path), None, None, f"no valid rows: {out.drop_text()}")
+        raise InputError(str(path), None, None, "no rows")
     return out
 
 
-def _sft_row(row: Any, where: tuple[str, int]) -> SftExample:
-    if not isinstance(row, dict):
-        raise InputError(where[0], where[1], None, "expected a JSON object")
-    layouts = [key for key in ("messages", "conversations", "prompt", "response") if key in row]
-    if len(layouts) > 1 and layouts[:2] != ["prompt", "response"]:
-        raise InputError(where[0], where[1], layouts[1],
-                         f"the row also has '{layouts[0]}': use one layout per row (messages, conversations "
-                         "or prompt+response)")
-    if "messages" in row:
-        turns = _turns(row, "messages", "role", "content", {r: r for r in CHAT_ROLES}, where)
-        key = "messages"
-    elif "conversations" in row:
-        turns = _turns(row, "conversations", "from", "value", SHAREGPT_ROLES, where)
-        key = "conversations"
-    elif "prompt" in row or "response" in row:
-        return SftExample([{"role": "user", "content": _text(row, "prompt", where)}], _text(row, "response", where))
-    else:
-        raise InputError(where[0], where[1], None, "expected 'messages', 'conversations' or 'prompt'+'response'")
-    if turns[-1]["role"] != "assistant":
-        raise InputError(where[0], where[1], key, "the last turn must be the assistant's answer")
-    if not any(t["role"] == "user" for t in turns[:-1]):
-        raise InputError(where[0], where[1], key, "no user turn before the answer")
-    return SftExample(turns[:-1], turns[-1]["content"])
-
-
-def _judge_row(row: Any, where: tuple[str, int]) -> JudgeExample:
-    if not isinstance(row, dict):
-        raise InputError(where[0], where[1], None, "expected a JSON object")
-    extra = sorted(set(row) - {"prompt", "response", "score"})
-    if extra:
-        raise InputError(where[0], where[1], extra[0], "unknown field (expected prompt, response, score)")
-    prompt, response = _text(row, "prompt", where), _text(row, "response", where)
-    if "score" not in row:
-        raise InputError(where[0], where[1], "score", "missing")
-    score = row["score"]
-    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-        raise InputError(where[0], where[1], "score", f"expected a number 0..10, got {score!r}")
-    if score != int(score):
-        raise InputError(where[0], where[1], "score", f"expected a whole number 0..10, got {score}")
-    if not SCORE_MIN <= score <= SCORE_MAX:
-        raise InputError(where[0], where[1], "score", f"{score} is outside 0..10")
-    return JudgeExample(prompt, response, int(score))
-
-
-def _load(path: Path, parse) -> list:
-    return list(_lines(path, parse))
-
-
-def _freeze(ex: SftExample) -> tuple:
+def _sft_key(ex: SftExample) -> tuple:
     return tuple((m["role"], m["content"]) for m in ex.prompt), ex.response
 
 
-def load_sft(path: str | Path) -> list[SftExample]:
-    """Validated SFT seed examples (duplicates rejected: they would silently reweight training)."""
-    rows = _load(Path(path), lambda r, w: _FrozenSft(_sft_row(r, w)))
-    return [r.example for r in rows]
+def read_sft(path: str | Path, rules: SeedRules = SeedRules()) -> SeedSet:
+    """The SFT seed file with what reading it found (layouts, fields, dropped rows). Duplicates are bad rows:
+    they would silently reweight training."""
+    def parse(row: Any, where: tuple[str, int]):
+        layout, example, ignored = sft_row(row, where)
+        return layout, [example], ignored
+
+    return _load(path, parse, _sft_key, rules)
 
 
-def load_judge(path: str | Path) -> list[JudgeExample]:
-    """Validated judge triplets (prompt, response, integer score 0..10)."""
-    return _load(Path(path), _judge_row)
+def read_judge(path: str | Path, rules: SeedRules = SeedRules()) -> SeedSet:
+    """The judge seed file as triplets (prompt, response, integer score 0..10), ratings mapped by `rules`."""
+    def parse(row: Any, where: tuple[str, int]):
+        layout, examples = judge_row(row, where, rules)
+        return layout, examples, ()
+
+    return _load(path, parse, lambda ex: ex, rules)
+
+
+def load_sft(path: str | Path, rules: SeedRules = SeedRules()) -> list[SftExample]:
+    """Validated SFT seed examples, in file order."""
+    return read_sft(path, rules).examples
+
+
+def load_judge(path: str | Path, rules: SeedRules = SeedRules()) -> list[JudgeExample]:
+    """Validated judge triplets (prompt, response, integer score 0..10), in file order."""
+    return read_judge(path, rules).examples
 
 
 def _prompt_row(row: Any, where: tuple[str, int]) -> str:
@@ -190,30 +260,13 @@ def _prompt_row(row: Any, where: tuple[str, int]) -> str:
 
 def load_prompts(path: str | Path) -> list[tuple[int, str]]:
     """Validated evaluation prompts, rows {"prompt": "..."}, as (line, prompt); duplicates rejected."""
-    return [(line, prompt) for prompt, line in _lines(Path(path), _prompt_row).items()]
-
-
-def _lines(path: Path, parse) -> dict:
-    """Each parsed row with its line, in file order; a repeated row raises InputError."""
-    seen: dict = {}
+    path = Path(path)
+    seen: dict[str, int] = {}
     for line, row in _rows(path):
-        item = parse(row, (str(path), line))
-        if item in seen:
-            raise InputError(str(path), line, None, f"duplicate of line {seen[item]}")
-        seen[item] = line
+        prompt = _prompt_row(row, (str(path), line))
+        if prompt in seen:
+            raise InputError(str(path), line, None, f"duplicate of line {seen[prompt]}")
+        seen[prompt] = line
     if not seen:
         raise InputError(str(path), None, None, "no rows")
-    return seen
-
-
-@dataclass(frozen=True)
-class _FrozenSft:
-    """Hashable wrapper so duplicate SFT rows are found in one pass."""
-
-    example: SftExample
-
-    def __hash__(self) -> int:
-        return hash(_freeze(self.example))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _FrozenSft) and _freeze(self.example) == _freeze(other.example)
+    return [(line, prompt) for prompt, line in seen.items()]

@@ -16,10 +16,12 @@ from pathlib import Path
 from alma.config import AlmaConfig
 from alma.core.errors import RunStateError
 from alma.core.judge_prompt import load_rubric
-from alma.core.seeds import bundled, file_fingerprint, load_judge, load_sft
+from alma.core.seeds import file_fingerprint, read_judge, read_sft
 from alma.jobs.report import finish_run_report, run_throughput
 from alma.jobs.rounds import RoundResult
 from alma.jobs.run_context import RunContext, say
+from alma.jobs.seed_data import report_drops
+from alma.seedsets import provenance_of, seed_file
 
 
 def format_table(results: list[RoundResult]) -> str:
@@ -58,19 +60,23 @@ def run(cfg: AlmaConfig, force: bool = False) -> dict:
     from alma.jobs.rounds import judge_and_train, synthesize
     from alma.models import resolve_model
 
-    sft_file = Path(cfg.seed_sft) if cfg.seed_sft else bundled("sft.jsonl")
-    judge_file = Path(cfg.seed_judge) if cfg.seed_judge else bundled("judge.jsonl")
-    seed_sft, seed_judge = load_sft(sft_file), load_judge(judge_file)
+    sft_file, judge_file = seed_file(cfg.seed_sft, "sft"), seed_file(cfg.seed_judge, "judge")
+    seed_sets = {"sft": read_sft(sft_file, cfg.seeds.rules()), "judge": read_judge(judge_file, cfg.seeds.rules())}
+    seed_sft, seed_judge = seed_sets["sft"].examples, seed_sets["judge"].examples
     rubric = load_rubric(cfg.judge.rubric)
     # Every check of the user's input comes before the run folder is made: bad input writes nothing.
     base = resolve_model(cfg.model.base, trust_remote_code=cfg.model.trust_remote_code).resolve()
     seeds = {"sft": {"path": str(sft_file), "sha256": file_fingerprint(sft_file), "rows": len(seed_sft)},
              "judge": {"path": str(judge_file), "sha256": file_fingerprint(judge_file), "rows": len(seed_judge)}}
+    for name, path in (("sft", sft_file), ("judge", judge_file)):
+        if provenance_of(path):  # a built-in set: where its text came from, its licence, who wrote what
+            seeds[name]["provenance"] = provenance_of(path)
     check_run_folder(cfg.run_dir(), seeds, force)
     started = time.time()
     ctx = RunContext(cfg, cfg.run_dir())
     ctx.open(force=force)
     ctx.write_json("seeds.json", seeds)
+    report_drops(ctx, seed_sets)  # the rejects files go in the run folder, so only once it exists
     where = ctx.location if ctx.remote is None else f"{ctx.location} (working copy {ctx.run_dir})"
     say(f"run folder {where} ({len(seed_sft)} SFT seed rows, {len(seed_judge)} judge seed rows)")
     ray_ctx = start_ray(ctx.run_dir, cfg.cluster.address, cfg.cluster.host, cfg.cluster.num_cpus)

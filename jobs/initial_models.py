@@ -6,6 +6,7 @@ committed beside it in `judge-split/` for `alma judge eval`.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,8 +20,18 @@ from alma.jobs.run_context import RunContext
 from alma.jobs.training import DATA_FILE, train_sft, training_table
 
 
-def sft_rows(examples: list[SftExample]) -> list[dict]:
-    return [{"prompt": e.prompt, "completion": e.response, "source": "seed"} for e in examples]
+def seed_sample(examples: list, rows: int | None, seed: int) -> list:
+    """`train.seed_rows` of the examples, a seeded sample kept in file order (all of them when None)."""
+    if rows is None or rows >= len(examples):
+        return list(examples)
+    keep = sorted(random.Random(f"seed-rows-{seed}").sample(range(len(examples)), rows))
+    return [examples[i] for i in keep]
+
+
+def sft_rows(examples: list[SftExample], rows: int | None = None, seed: int = 0) -> list[dict]:
+    """The SFT seed as training rows: `rows` of them (train.seed_rows), the same sample for every policy."""
+    return [{"prompt": e.prompt, "completion": e.response, "source": "seed"}
+            for e in seed_sample(examples, rows, seed)]
 
 
 def judge_rows(examples: list[JudgeExample], rubric: str, answer_prefix: str) -> list[dict]:
@@ -77,10 +88,11 @@ def judge_split_stage(ctx: RunContext, judge: list[JudgeExample]) -> list[JudgeE
 
 def initial_models(ctx: RunContext, base: Path, sft: list[SftExample], judge: list[JudgeExample],
                    rubric: str) -> tuple[list[Path], Path]:
-    rows = sft_rows(sft)
+    rows = sft_rows(sft, ctx.cfg.train.seed_rows, ctx.cfg.seed)
     sft_paths = [train_stage(ctx, f"sft-{i}", base, rows, seed)
                  for i, seed in enumerate(ctx.cfg.sft_seeds, start=1)]
     judge_train = judge_split_stage(ctx, judge)
+    judge_train = seed_sample(judge_train, ctx.cfg.judge_train.seed_rows, ctx.cfg.seed)
     judge_path = train_stage(ctx, "judge", base, judge_rows(judge_train, rubric, ctx.cfg.judge.answer_prefix),
                              ctx.cfg.seed, judge=True)
     return sft_paths, judge_path

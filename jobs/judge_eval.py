@@ -95,7 +95,9 @@ def _judge_folders(args: argparse.Namespace, cfg: AlmaConfig, run: Path | None) 
 def _default_split(cfg: AlmaConfig, run: Path | None) -> JudgeSplit:
     """The run's committed split, or without a run the split a run with this config makes of its judge seed."""
     if run is None:
-        seed_file = Path(cfg.seed_judge) if cfg.seed_judge else bundled("judge.jsonl")
+        from alma.seedsets import seed_file as resolve_seed_file
+
+        seed_file = resolve_seed_file(cfg.seed_judge, "judge")
         return split_by_prompt(load_judge(seed_file), cfg.judge.holdout_fraction, cfg.seed)
     manifest = read_manifest(run / SPLIT_DIR)
     if manifest is None or not manifest.info.get("heldout"):

@@ -8,6 +8,7 @@ A round is two calls, `synthesize` then `judge_and_train`, because the judge's s
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,6 +126,8 @@ def best_stage(ctx: RunContext, r: int, scores: Path) -> Manifest:
         scored = [row["score"] for row in rows if not math.isnan(row["score"])]
         w.rows = len(best)
         w.info = {"mean_score_all": _mean(scored), "mean_score_best": _mean([b["score"] for b in best]),
+                  # How much of the 0..10 scale the judge uses: best-of-N selects on noise when this is small.
+                  "score_sd": statistics.pstdev(scored) if len(scored) > 1 else math.nan,
                   "responses": len(rows), "unscored": len(rows) - len(scored),
                   "missing_samples": sum(row["missing"] for row in rows),
                   "winners_by_checkpoint": _count(b["checkpoint"] for b in best)}
@@ -145,7 +148,7 @@ def _count(items) -> dict[str, int]:
 
 def round_training_rows(ctx: RunContext, r: int, seed_sft: list[SftExample]) -> list[dict]:
     """Seed SFT data plus the best responses of rounds 1..r (the paper retrains on everything so far)."""
-    rows = sft_rows(seed_sft)
+    rows = sft_rows(seed_sft, ctx.cfg.train.seed_rows, ctx.cfg.seed)
     for k in range(1, r + 1):
         for b in pq.read_table(ctx.round_dir(k) / "best" / BEST_FILE).to_pylist():
             rows.append({"prompt": [{"role": "user", "content": b["prompt"]}], "completion": b["response"],

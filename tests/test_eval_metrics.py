@@ -1,10 +1,11 @@
-"""`alma eval`'s arithmetic: means, pairwise win rates with ties half, seeded bootstrap intervals."""
+"""`alma eval`'s arithmetic: means, pairwise win rates with ties half, seeded bootstrap intervals (of means and
+of ratios), and the best-of-N pick against a seeded random other answer."""
 
 import math
 
 import pytest
 
-from alma.core.eval_metrics import bootstrap_ci, mean, outcomes, win_rate
+from alma.core.eval_metrics import best_and_other, bootstrap_ci, bootstrap_ratio_ci, mean, outcomes, win_rate
 
 
 def test_mean_skips_nan():
@@ -57,3 +58,26 @@ def test_bootstrap_by_hand():
     assert all(math.isnan(x) for x in bootstrap_ci([math.nan]))
     with pytest.raises(ValueError):
         bootstrap_ci([1.0], confidence=1.0)
+
+
+def test_ratio_bootstrap_by_hand():
+    # Prompts with 1, 2 and 3 constraints, of which 1, 0 and 3 are met: 4/6 overall. Every prompt at the
+    # same ratio gives a point interval.
+    assert bootstrap_ratio_ci([2.0, 2.0], [2.0, 2.0]) == (1.0, 1.0)
+    low, high = bootstrap_ratio_ci([1.0, 0.0, 3.0], [1.0, 2.0, 3.0], resamples=4000, confidence=0.95, seed=2)
+    assert 0.0 <= low < 4 / 6 < high <= 1.0
+    assert bootstrap_ratio_ci([1.0, 0.0, 3.0], [1.0, 2.0, 3.0], 4000, 0.95, 2) == (low, high), "seeded"
+    assert all(math.isnan(x) for x in bootstrap_ratio_ci([0.0, 1.0], [0.0, 0.0])), "no constraint: no ratio"
+    assert all(math.isnan(x) for x in bootstrap_ratio_ci([], []))
+    with pytest.raises(ValueError, match="length"):
+        bootstrap_ratio_ci([1.0], [1.0, 2.0])
+
+
+def test_best_and_a_random_other():
+    assert best_and_other([3.0, 7.0, 5.0], seed=1)[0] == 1
+    assert best_and_other([7.0, 7.0, 5.0], seed=1)[0] == 0, "ties go to the first, as best-of-N breaks them"
+    assert best_and_other([math.nan, 2.0], seed=1) == (1, 0), "NaN is no score, but it may be the random pick"
+    assert best_and_other([4.0], seed=1) is None and best_and_other([math.nan, math.nan], seed=1) is None
+    others = {best_and_other([9.0, 1.0, 2.0, 3.0], seed=s)[1] for s in range(40)}
+    assert others == {1, 2, 3}, "any other answer, never the best"
+    assert best_and_other([9.0, 1.0, 2.0, 3.0], seed="x") == best_and_other([9.0, 1.0, 2.0, 3.0], seed="x")
