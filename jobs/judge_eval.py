@@ -22,8 +22,8 @@ from typing import Any
 from alma.config import PRESETS, AlmaConfig, load_config
 from alma.core.errors import ConfigError, RunStateError
 from alma.core.judge_metrics import Scored, judge_metrics
-from alma.core.judge_modes import SCORING_MODES, judge
-from alma.core.judge_prompt import few_shot_messages, judge_messages, load_rubric, pick_shots
+from alma.core.judge_modes import DISTRIBUTION_MODES, SCORING_MODES, from_distribution, judge
+from alma.core.judge_prompt import LABELS, few_shot_messages, judge_messages, load_rubric, pick_shots
 from alma.core.judge_split import HELDOUT_FILE, SPLIT_DIR, TRAIN_FILE, JudgeSplit, split_by_prompt
 from alma.core.manifest import read_manifest, write_json_atomic
 from alma.core.seeds import JudgeExample, bundled, load_judge
@@ -136,11 +136,21 @@ def evaluate(cfg: AlmaConfig, heldout: list[JudgeExample], shots: list[JudgeExam
             else judge_messages(e.prompt, e.response, rubric)
             for e in heldout
         ]
+        distributions, distribution_seconds = None, 0.0
         for mode in modes:
             started = time.perf_counter()
-            judgments = judge(engine, conversations, prefix, mode, cfg.judge.samples,
-                              cfg.judge.sample_temperature, seed=cfg.seed)
-            seconds = time.perf_counter() - started
+            if mode in DISTRIBUTION_MODES:
+                # expected and argmax read the same label distribution: one forward pass serves both, and
+                # each row reports the seconds of that one pass.
+                if distributions is None:
+                    distributions = engine.score_distribution(conversations, prefix, LABELS)
+                    distribution_seconds = time.perf_counter() - started
+                judgments = [from_distribution(d, mode) for d in distributions]
+                seconds = distribution_seconds
+            else:
+                judgments = judge(engine, conversations, prefix, mode, cfg.judge.samples,
+                                  cfg.judge.sample_temperature, seed=cfg.seed)
+                seconds = time.perf_counter() - started
             metrics = judge_metrics([Scored(e.prompt, e.score, j.score) for e, j in zip(heldout, judgments)])
             results.append({"judge": name, "checkpoint": str(checkpoint), "mode": mode, **asdict(metrics),
                             "missing": sum(j.missing for j in judgments), "seconds": round(seconds, 3),
