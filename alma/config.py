@@ -176,6 +176,11 @@ class JudgeConfig(_Strict):
     distill_pairs: int = Field(
         20000, ge=0, description="M: round-1 responses the judge labels with its expected score and is then "
         "trained further on (self-distillation, paper: 20k; all responses if fewer; 0: off).")
+    distill_target: Literal["sampled", "rounded"] = Field(
+        "sampled", description="The label N in each self-distillation target [[N]]: 'sampled' (drawn from the "
+        "judge's own 0..10 distribution for the pair: keeps its shape, an unbiased stand-in for soft targets) "
+        "or 'rounded' (its expected score rounded stochastically: keeps the mean, collapses a bimodal judge "
+        "onto a middle label; see core/distill.py).")
     rubric: str | None = Field(
         None, description="File with the 0..10 scale text put in every judge prompt; None: a built-in one-line "
         "scale (the full annotator rubric is alma/seeds/rubric.md).")

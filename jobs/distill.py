@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alma.actors.callers import JudgeCaller
-from alma.core.distill import pick_pairs, stochastic_round
+from alma.core.distill import pick_pairs, sample_label, stochastic_round
 from alma.core.judge_prompt import judge_messages, judge_target
 from alma.core.manifest import StageWriter
 from alma.jobs.initial_models import train_stage
@@ -45,13 +45,17 @@ def label_stage(ctx: RunContext, responses: Path, judge: Path, rubric: str) -> P
 
 
 def distill_rows(ctx: RunContext, labels: Path, rubric: str) -> list[dict]:
-    """Judge training rows: each labelled pair with its stochastically rounded score as the target."""
+    """Judge training rows: each labelled pair with a label drawn from its distribution, or its stochastically
+    rounded score (judge.distill_target), as the target."""
     rows = []
     # In a fixed order, whatever order Ray Data wrote the label files in, so that training is reproducible.
     labelled = sorted(read_table(labels).to_pylist(), key=lambda r: (r["prompt_id"], r["checkpoint"], r["sample"]))
     for row in labelled:
         key = f"{ctx.cfg.seed}-{row['prompt_id']}-{row['checkpoint']}-{row['sample']}"
-        target = stochastic_round(row["score"], key)
+        if ctx.cfg.judge.distill_target == "sampled":
+            target = sample_label(row["distribution"], key)
+        else:
+            target = stochastic_round(row["score"], key)
         rows.append({"prompt": judge_messages(row["prompt"], row["response"], rubric),
                      "completion": judge_target(target, ctx.cfg.judge.answer_prefix), "source": "distill"})
     return rows
