@@ -247,26 +247,3 @@ def load_sft(path: str | Path, rules: SeedRules = SeedRules()) -> list[SftExampl
 def load_judge(path: str | Path, rules: SeedRules = SeedRules()) -> list[JudgeExample]:
     """Validated judge triplets (prompt, response, integer score 0..10), in file order."""
     return read_judge(path, rules).examples
-
-
-def _prompt_row(row: Any, where: tuple[str, int]) -> str:
-    if not isinstance(row, dict):
-        raise InputError(where[0], where[1], None, "expected a JSON object")
-    extra = sorted(set(row) - {"prompt"})
-    if extra:
-        raise InputError(where[0], where[1], extra[0], "unknown field (expected prompt)")
-    return _text(row, "prompt", where)
-
-
-def load_prompts(path: str | Path) -> list[tuple[int, str]]:
-    """Validated evaluation prompts, rows {"prompt": "..."}, as (line, prompt); duplicates rejected."""
-    path = Path(path)
-    seen: dict[str, int] = {}
-    for line, row in _rows(path):
-        prompt = _prompt_row(row, (str(path), line))
-        if prompt in seen:
-            raise InputError(str(path), line, None, f"duplicate of line {seen[prompt]}")
-        seen[prompt] = line
-    if not seen:
-        raise InputError(str(path), None, None, "no rows")
-    return [(line, prompt) for prompt, line in seen.items()]

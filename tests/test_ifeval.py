@@ -9,7 +9,8 @@ from alma.core.errors import InputError
 from alma.core.ifeval import (FAMILIES, KINDS, Constraint, describe, grade, load_ifeval_prompts, paragraphs,
                               parse_prompt, sentences, words)
 from alma.core.prompts import normalize
-from alma.core.seeds import bundled, load_judge, load_prompts, load_sft
+from alma.core.eval_prompts import load_eval_rows
+from alma.core.seeds import bundled, load_judge, load_sft
 
 # kind, arguments, answers that meet it, answers that miss it
 CASES = [
@@ -147,7 +148,7 @@ def test_the_bundled_prompt_set():
     assert {c.family for p in prompts for c in p.constraints} == set(FAMILIES)
     assert {c.kind for p in prompts for c in p.constraints} == set(KINDS), "every kind is asked for"
     assert all(len(words(p.prompt)) <= 40 for p in prompts), "short tasks a small model can attempt"
-    held_out = {normalize(text) for _, text in load_prompts(bundled("eval_prompts.jsonl"))}
+    held_out = {normalize(r.prompt) for r in load_eval_rows(bundled("eval_prompts.jsonl"))}
     seeds = {normalize(e.user_prompt) for e in load_sft(bundled("sft.jsonl"))}
     seeds |= {normalize(e.prompt) for e in load_judge(bundled("judge.jsonl"))}
     assert not {normalize(p.prompt) for p in prompts} & (held_out | seeds), "no seed or held-out prompt"

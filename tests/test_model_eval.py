@@ -18,11 +18,12 @@ import pytest
 from alma.cli import main
 from alma.config import load_config
 from alma.core.errors import ConfigError, InputError
+from alma.core.eval_prompts import load_eval_rows
 from alma.core.ifeval import parse_prompt
 from alma.core.judge_prompt import SCALE, judge_messages
 from alma.core.prompts import normalize
 from alma.core.retries import RetryPolicy
-from alma.core.seeds import bundled, load_judge, load_prompts, load_sft
+from alma.core.seeds import bundled, load_judge, load_sft
 from alma.judge_client import JudgeClientError
 from alma.jobs.eval_judges import (ChatJudge, chat_completions_url, chat_reply_score, score_with_endpoint,
                                    second_opinions)
@@ -36,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bundled_prompts_are_held_out():
-    prompts = {normalize(p) for _, p in load_prompts(bundled(BUNDLED))}
+    prompts = {normalize(r.prompt) for r in load_eval_rows(bundled(BUNDLED))}
     assert len(prompts) == 24
     seen = {normalize(e.user_prompt) for e in load_sft(bundled("sft.jsonl"))}
     seen |= {normalize(e.prompt) for e in load_judge(bundled("judge.jsonl"))}
