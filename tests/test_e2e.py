@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from e2e_run import K, M, N, R, alma, copy_before_round
 from procs import descendants
 
+from alma.core.distill import sample_label
 from alma.core.manifest import read_manifest
 from alma.jobs.streaming import read_table
 
@@ -81,9 +83,15 @@ def test_judge_trains_on_its_split_and_is_distilled(tiny_run):
     assert len(labels) == M and all(0 <= row["score"] <= 10 for row in labels)
     distilled = read_manifest(out / "checkpoints" / "judge-distilled")
     assert distilled.info["base"] == str(out / "checkpoints" / "judge") and distilled.info["sources"] == {"distill": M}
+    # judge.distill_target is `sampled` (the default): each target is the label drawn from that pair's stored
+    # teacher distribution with the run's seed, so it is one the teacher gave real probability to.
+    seed = yaml.safe_load((out / "config.yaml").read_text())["seed"]
     targets = pq.read_table(out / "checkpoints" / "judge-distilled" / "train_data.parquet")["completion"].to_pylist()
-    for row, target in zip(sorted(labels, key=lambda r: (r["prompt_id"], r["checkpoint"], r["sample"])), targets):
-        assert target in (f"Rating: [[{math.floor(row['score'])}]]", f"Rating: [[{math.ceil(row['score'])}]]")
+    ordered = sorted(labels, key=lambda r: (r["prompt_id"], r["checkpoint"], r["sample"]))
+    assert len(targets) == len(ordered)
+    for row, target in zip(ordered, targets):
+        label = sample_label(row["distribution"], f"{seed}-{row['prompt_id']}-{row['checkpoint']}-{row['sample']}")
+        assert target == f"Rating: [[{label}]]" and row["distribution"][label] > 0
     for r in range(1, R + 1):
         assert read_manifest(out / "rounds" / f"{r:02d}" / "scores").info["judge"].endswith("judge-distilled")
 
