@@ -113,3 +113,15 @@ def best_and_other(scores: Sequence[float], seed: int | str) -> tuple[int, int] 
         return None
     best = max(scored, key=lambda i: (scores[i], -i))
     return best, random.Random(f"best-vs-random:{seed}").choice([i for i in range(len(scores)) if i != best])
+
+
+def format_interval(ci: Sequence[float | None] | None) -> str:
+    """An interval for the eval tables, "[low, high]", or "-" where there is none (no pairs, no answers)."""
+    if not ci or ci[0] is None or math.isnan(ci[0]):
+        return "-"
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def format_number(value: float | None) -> str:
+    """A rate or score for the eval tables, or "-" where it could not be measured."""
+    return "-" if value is None or math.isnan(value) else f"{value:.3f}"

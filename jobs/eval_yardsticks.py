@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from alma.config import AlmaConfig
-from alma.core.eval_metrics import best_and_other, bootstrap_ci, bootstrap_ratio_ci, mean, outcomes, win_rate
+from alma.core.eval_metrics import (best_and_other, bootstrap_ci, bootstrap_ratio_ci, format_interval, format_number,
+                                     mean, outcomes, win_rate)
 from alma.core.ifeval import FAMILIES, IfevalPrompt
 from alma.core.manifest import read_manifest
 
@@ -190,14 +191,6 @@ def best_vs_random_rounds(cfg: AlmaConfig, rounds: list[dict[str, Any]],
 
 # ---- tables ---------------------------------------------------------------------------------------------
 
-def _interval(ci: Sequence[float] | None) -> str:
-    return "-" if not ci or ci[0] is None or math.isnan(ci[0]) else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.3f}"
-
-
 def format_ifeval_table(rows: list[dict[str, Any]], confidence: float) -> str:
     level = f"{confidence:.0%} CI"
     head = (f"{'model':<10} {'round':>5} {'prompt-level':>12} {level:>16} {'constraint-level':>16} {level:>16} "
@@ -205,14 +198,14 @@ def format_ifeval_table(rows: list[dict[str, Any]], confidence: float) -> str:
     lines = [head, "-" * len(head)]
     for row in rows:
         cmp = row["vs_initial"]
-        lines.append(f"{row['model']:<10} {row['round']:>5} {_number(row['prompt_level']):>12} "
-                     f"{_interval(row['prompt_level_ci']):>16} {_number(row['constraint_level']):>16} "
-                     f"{_interval(row['constraint_level_ci']):>16} "
-                     f"{'-' if cmp is None else _number(cmp['rate']):>14} {_interval(cmp and cmp['ci']):>16}")
+        lines.append(f"{row['model']:<10} {row['round']:>5} {format_number(row['prompt_level']):>12} "
+                     f"{format_interval(row['prompt_level_ci']):>16} {format_number(row['constraint_level']):>16} "
+                     f"{format_interval(row['constraint_level_ci']):>16} "
+                     f"{'-' if cmp is None else format_number(cmp['rate']):>14} {format_interval(cmp and cmp['ci']):>16}")
     families = [f for f in FAMILIES if any(f in row["by_family"] for row in rows)]
     lines.append("constraint-level by family: " + "; ".join(
         f"{family} ({rows[0]['by_family'][family]['constraints']})"
-        + "".join(f" {_number(row['by_family'][family]['rate'])}" for row in rows) for family in families))
+        + "".join(f" {format_number(row['by_family'][family]['rate'])}" for row in rows) for family in families))
     return "\n".join(lines)
 
 
@@ -223,9 +216,9 @@ def format_versus_table(rows: list[tuple[str, str, dict[str, Any]]], confidence:
             f"{level:>16}")
     lines = [head, "-" * len(head)]
     for who, yardstick, v in rows:
-        lines.append(f"{who:<10} {yardstick[:28]:<28} {v['prompts']:>7} {_number(v['best']):>8} "
-                     f"{_number(v['random']):>8} {_number(v['vs_random']['rate']):>18} "
-                     f"{_interval(v['vs_random']['ci']):>16}")
+        lines.append(f"{who:<10} {yardstick[:28]:<28} {v['prompts']:>7} {format_number(v['best']):>8} "
+                     f"{format_number(v['random']):>8} {format_number(v['vs_random']['rate']):>18} "
+                     f"{format_interval(v['vs_random']['ci']):>16}")
     return "\n".join(lines)
 
 

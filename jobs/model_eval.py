@@ -38,7 +38,7 @@ from typing import Any
 
 from alma.config import AlmaConfig, load_run_config
 from alma.core.errors import ConfigError, InputError, RunStateError
-from alma.core.eval_metrics import bootstrap_ci, mean
+from alma.core.eval_metrics import bootstrap_ci, format_interval, mean
 from alma.core.eval_prompts import load_eval_rows
 from alma.core.ifeval import IfevalPrompt, grade, load_ifeval_prompts
 from alma.core.manifest import read_manifest, write_json_atomic
@@ -253,21 +253,17 @@ def by_category(cfg: AlmaConfig, models: list[tuple[str, Path]], prompts: list[E
         for category, idx in groups.items()}
 
 
-def _interval(ci: list[float]) -> str:
-    return "-" if ci[0] is None or math.isnan(ci[0]) else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
-
-
 def format_table(rows: list[dict[str, Any]], confidence: float) -> str:
     level = f"{confidence:.0%} CI"
     head = (f"{'model':<10} {'round':>5} {'mean score':>10} {level:>16} {'win vs initial':>14} {level:>16} "
             f"{'win vs previous':>15} {level:>16}")
     lines = [head, "-" * len(head)]
     for row in rows:
-        line = f"{row['model']:<10} {row['round']:>5} {row['mean_score']:>10.3f} {_interval(row['mean_score_ci']):>16}"
+        line = f"{row['model']:<10} {row['round']:>5} {row['mean_score']:>10.3f} {format_interval(row['mean_score_ci']):>16}"
         for key, width in (("vs_initial", 14), ("vs_previous", 15)):
             cmp = row[key]
             line += f" {'-':>{width}} {'-':>16}" if cmp is None else \
-                f" {cmp['rate']:>{width}.3f} {_interval(cmp['ci']):>16}"
+                f" {cmp['rate']:>{width}.3f} {format_interval(cmp['ci']):>16}"
         lines.append(line)
     return "\n".join(lines)
 
@@ -280,9 +276,9 @@ def format_category_table(categories: dict[str, list[dict[str, Any]]], confidenc
     for category, rows in sorted(categories.items()):
         for row in rows:
             cmp = row["vs_initial"]
-            win, ci = ("-", "-") if cmp is None else (f"{cmp['rate']:.3f}", _interval(cmp["ci"]))
+            win, ci = ("-", "-") if cmp is None else (f"{cmp['rate']:.3f}", format_interval(cmp["ci"]))
             lines.append(f"{category[:20]:<20} {row['prompts']:>7} {row['model']:<10} {row['mean_score']:>10.3f} "
-                         f"{_interval(row['mean_score_ci']):>16} {win:>14} {ci:>16}")
+                         f"{format_interval(row['mean_score_ci']):>16} {win:>14} {ci:>16}")
     return "\n".join(lines)
 
 
