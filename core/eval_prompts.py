@@ -25,7 +25,7 @@ from typing import Any
 
 from alma.core.errors import InputError
 from alma.core.prompts import prompt_id
-from alma.core.seeds import _rows, _text
+from alma.core.seeds import _text, read_unique
 
 LAYOUTS = {"turns": "mt-bench", "instruction": "alpaca-eval", "prompt": "prompt"}
 
@@ -43,20 +43,8 @@ class EvalRow:
 
 
 def load_eval_rows(path: str | Path) -> list[EvalRow]:
-    """The validated rows of one eval prompt file, in file order."""
-    path = Path(path)
-    rows: list[EvalRow] = []
-    seen: dict[str, int] = {}
-    for line, raw in _rows(path):
-        row = _eval_row(raw, (str(path), line))
-        key = prompt_id(row.prompt)
-        if key in seen:
-            raise InputError(str(path), line, None, f"duplicate of line {seen[key]}")
-        seen[key] = line
-        rows.append(row)
-    if not rows:
-        raise InputError(str(path), None, None, "no rows")
-    return rows
+    """The validated rows of one eval prompt file, in file order; a prompt asked twice is refused."""
+    return read_unique(path, _eval_row, lambda row: [(None, prompt_id(row.prompt))])
 
 
 def _eval_row(row: Any, where: tuple[str, int]) -> EvalRow:

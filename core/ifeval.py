@@ -269,22 +269,9 @@ def parse_prompt(row: Any, where: tuple[str, int]) -> IfevalPrompt:
 
 def load_ifeval_prompts(path: str | Path) -> list[IfevalPrompt]:
     """Validated prompts of an instruction-following file (JSONL or Parquet); ids and prompts are unique."""
-    from alma.core.seeds import _rows
+    from alma.core.seeds import read_unique
 
-    path = Path(path)
-    out: list[IfevalPrompt] = []
-    ids: dict[str, int] = {}
-    texts: dict[str, int] = {}
-    for line, row in _rows(path):
-        prompt = parse_prompt(row, (str(path), line))
-        for key, value, seen in (("id", prompt.id, ids), ("prompt", prompt.prompt, texts)):
-            if value in seen:
-                raise InputError(str(path), line, key, f"the same {key} as line {seen[value]}")
-            seen[value] = line
-        out.append(prompt)
-    if not out:
-        raise InputError(str(path), None, None, "no rows")
-    return out
+    return read_unique(path, parse_prompt, lambda prompt: [("id", prompt.id), ("prompt", prompt.prompt)])
 
 
 def grade(prompt: IfevalPrompt, answer: str) -> list[bool]:

@@ -17,10 +17,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from alma.core.errors import InputError
 from alma.core.seed_formats import BadRow, JudgeExample, SeedRules, SftExample, _text, judge_row, sft_row
+
+T = TypeVar("T")
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 _INDEX = re.compile(r"\[\d+\]")
@@ -99,6 +102,30 @@ def _rows(path: Path) -> Iterator[tuple[int, Any]]:
         if isinstance(row, BadRow):
             raise row
         yield line, row
+
+
+def read_unique(path: str | Path, parse: Callable[[Any, tuple[str, int]], T],
+                keys: Callable[[T], Iterable[tuple[str | None, Hashable]]]) -> list[T]:
+    """Every row of a prompt file (JSONL, Parquet or a datasets folder) parsed by `parse(row, where)`, in file
+    order. Each parsed row names its keys as (field, value); a value an earlier row had is an InputError at
+    this line naming the earlier one ("duplicate of line 3", or "the same id as line 3" when the key is a
+    field), since a repeated prompt would count twice in every rate. An empty file is an error too."""
+    path = Path(path)
+    out: list[T] = []
+    seen: dict[tuple[str | None, Hashable], int] = {}
+    for line, raw in _rows(path):
+        item = parse(raw, (str(path), line))
+        found = list(keys(item))
+        for key in found:
+            if key in seen:
+                name = key[0]
+                what = f"the same {name} as line {seen[key]}" if name else f"duplicate of line {seen[key]}"
+                raise InputError(str(path), line, name, what)
+        seen.update((key, line) for key in found)
+        out.append(item)
+    if not out:
+        raise InputError(str(path), None, None, "no rows")
+    return out
 
 
 def _read(path: Path, keep_nulls: bool = True) -> Iterator[tuple[int, Any, str | None]]:
