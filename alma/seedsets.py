@@ -136,12 +136,18 @@ def build(folder: Path, data_file: Path, recipe: dict, excluded: set[str], limit
     return provenance
 
 
+# (cache root, package file, its mtime, recipe and eval files) -> the folder built for them in this process.
+_BUILT: dict[tuple[str, str, int, str], Path] = {}
+
+
 def resolve_seed(spec: str, kind: str, cache_dir: Path | None = None) -> Path:
     """The seed file that `spec` names for `kind` ('sft' or 'judge').
 
-    The set is rebuilt in memory on every call (about 2 s) and kept under a name that hashes its content, so
-    a folder never changes once written; an eval file that changes only in prompts no ShareGPT prompt matches
-    (every project-written one) leaves the seed files, and so a run's seed fingerprints, as they were."""
+    The set is rebuilt in memory (about 2 s) the first time a process asks for it and kept under a name that
+    hashes its content, so a folder never changes once written; an eval file that changes only in prompts no
+    ShareGPT prompt matches (every project-written one) leaves the seed files, and so a run's seed
+    fingerprints, as they were. Later calls in the same process with the same package file and recipe reuse
+    the folder (while it is still there)."""
     name = spec[len(BUILTIN_PREFIX):]
     if name != "sharegpt":
         raise SeedSetError(f"unknown built-in seed set {spec!r}; the one there is: builtin:sharegpt")
@@ -149,6 +155,9 @@ def resolve_seed(spec: str, kind: str, cache_dir: Path | None = None) -> Path:
     excluded, digests = eval_prompt_ids()
     recipe = _recipe(version, digests)
     root = (cache_dir or default_cache_dir()) / "seeds"
+    memo = (str(root), str(data_file), data_file.stat().st_mtime_ns, json.dumps([recipe, digests], sort_keys=True))
+    if memo in _BUILT and (_BUILT[memo] / PROVENANCE).is_file():
+        return _BUILT[memo] / FILES[kind]
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".sharegpt.building-", dir=root))
     try:
@@ -166,6 +175,7 @@ def resolve_seed(spec: str, kind: str, cache_dir: Path | None = None) -> Path:
                     raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    _BUILT[memo] = target
     return target / FILES[kind]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from dataclasses import asdict
 
 import pytest
@@ -132,6 +133,8 @@ def test_resolve_seed_is_content_addressed_and_names_errors(tmp_path, monkeypatc
 
     def fake_package():
         path = tmp_path / "data.json"
+        if path.exists():
+            return path, "0.0-test"
         rng = random.Random(0)
         rows = [conv(f"p{i}_0", f"Question {i}: how does water boil on mountain number {rng.random():.6f}?")
                 for i in range(40)]
@@ -141,9 +144,15 @@ def test_resolve_seed_is_content_addressed_and_names_errors(tmp_path, monkeypatc
     monkeypatch.setattr(seedsets, "_package_file", fake_package)
     monkeypatch.setattr(seedsets, "SFT_PROMPTS", 20)
     monkeypatch.setattr(seedsets, "JUDGE_PROMPTS", 10)
+    builds = []
+    real_build = seedsets.build
+    monkeypatch.setattr(seedsets, "build", lambda *a, **k: builds.append(1) or real_build(*a, **k))
     first = seedsets.resolve_seed("builtin:sharegpt", "sft", tmp_path / "cache")
     again = seedsets.resolve_seed("builtin:sharegpt", "judge", tmp_path / "cache")
     assert first.parent == again.parent and len(list((tmp_path / "cache" / "seeds").iterdir())) == 1
+    assert len(builds) == 1, "the second call in a process reuses the folder"
+    shutil.rmtree(first.parent)
+    assert seedsets.resolve_seed("builtin:sharegpt", "sft", tmp_path / "cache") == first and len(builds) == 2
     assert len(load_sft(first)) == 20 and len(load_judge(again)) == 30
     assert seedsets.provenance_of(first)["judge"]["rows"] == 30
     assert seedsets.provenance_of(tmp_path / "data.json") is None
