@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 
 from alma.config import DEFAULT_PRESET, PRESETS, dump_config, load_config, load_run_config
 from alma.core.errors import AlmaError, ConfigError
@@ -218,8 +220,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, so that its `finally` blocks run as they do for Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _stop_on_sigterm() -> object:
+    """Make SIGTERM unwind like Ctrl-C. Python's default ends the process at once, skipping the `finally`
+    that closes an engine: a vLLM engine's EngineCore and workers (other processes) were left running after
+    `kill` of `alma eval`. Only in the main thread (signals can be set nowhere else); `ray.init` later puts
+    its own handler on SIGTERM in the commands that start Ray, which is theirs to keep."""
+    if threading.current_thread() is threading.main_thread():
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = _stop_on_sigterm()
+    try:
+        return _dispatch(args)
+    finally:
+        if previous is not None:  # main() also runs inside other programs (the tests): leave theirs as it was
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "config":
             sys.stdout.write(dump_config(_config(args)))
@@ -258,9 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     except AlmaError as e:
         print(f"alma: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("alma: interrupted; committed stages are kept, run the same command to resume", file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130  # 128 + the signal, as a shell reports it
     except BrokenPipeError:
         # The reader went away (`alma status RUN | head`): stop quietly, as other command-line tools do,
         # and keep Python's exit-time flush from printing a second error about the same pipe.

@@ -38,3 +38,34 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, stderr
     assert stderr == ""
+
+
+def test_sigterm_unwinds_the_command_so_its_engines_are_closed(tmp_path):
+    """`kill PID` of a command works like Ctrl-C: its `finally` blocks run (an engine's close stops vLLM's
+    own processes), one line is printed, and the exit code is 143. The command is stood in for by one that
+    blocks inside a `finally`, so the test needs no model."""
+    marker = tmp_path / "closed"
+    script = (
+        "import sys, time\n"
+        "import alma.jobs.model_eval as model_eval\n"
+        "from alma import cli\n"
+        "def blocking(args):\n"
+        "    try:\n"
+        "        print('answering', flush=True)\n"
+        "        time.sleep(120)\n"
+        "    finally:\n"
+        f"        open({str(marker)!r}, 'w').write('closed')\n"
+        "    return 0\n"
+        "model_eval.model_eval_main = blocking\n"
+        "sys.exit(cli.main(['eval', 'some-run']))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path)
+    try:
+        assert proc.stdout.readline().strip() == "answering"
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and marker.read_text() == "closed"
+    assert err.strip() == "alma: interrupted; committed stages are kept, run the same command to resume"
