@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from alma.cluster.serve_apps import GENERATOR_APP, JUDGE_APP
+from alma.actors.apps import GENERATOR_APP, JUDGE_APP
 from alma.core.retries import Outcome, RetryPolicy, settle
 
 ERROR, ATTEMPTS, ROWS_LOST = "error", "attempts", "rows_lost"

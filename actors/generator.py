@@ -16,9 +16,9 @@ from typing import Any
 
 from ray import serve
 
+from alma.actors.loopback import keep_replica_grpc_on_loopback
 from alma.actors.metrics import RequestMetrics
-from alma.cluster.loopback import keep_replica_grpc_on_loopback
-from alma.engines.base import ConcurrentEngine, Engine, Sampling
+from alma.core.engine_api import ConcurrentEngine, Engine, Sampling
 from alma.engines.factory import load_engine
 
 MAX_CHECKPOINTS = 4

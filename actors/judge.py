@@ -14,11 +14,11 @@ from typing import Any
 
 from ray import serve
 
+from alma.actors.loopback import keep_replica_grpc_on_loopback
 from alma.actors.metrics import RequestMetrics
-from alma.cluster.loopback import keep_replica_grpc_on_loopback
+from alma.core.engine_api import ConcurrentEngine
 from alma.core.judge_modes import batch_seed, check_mode, judge
 from alma.core.judge_prompt import judge_messages
-from alma.engines.base import ConcurrentEngine
 from alma.engines.factory import load_engine
 
 

@@ -24,8 +24,8 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from starlette.exceptions import HTTPException
 
+from alma.actors.loopback import keep_replica_grpc_on_loopback
 from alma.actors.metrics import RequestMetrics
-from alma.cluster.loopback import keep_replica_grpc_on_loopback
 from alma.core.judge_service import (
     API_VERSION,
     ApiError,

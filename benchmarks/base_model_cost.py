@@ -43,7 +43,7 @@ def _build(spec: str, cache: Path) -> tuple[Path, float | None]:
 
 def _generation(folder: Path, dtype: str, batches: list[int], max_new: int, threads: int,
                 counter: TokenCounter) -> dict[str, float]:
-    from alma.engines.base import Sampling
+    from alma.core.engine_api import Sampling
     from alma.engines.transformers_engine import TransformersEngine
 
     started = time.perf_counter()
@@ -64,7 +64,7 @@ def _generation(folder: Path, dtype: str, batches: list[int], max_new: int, thre
 
 def _vllm(folder: Path, batch: int, max_new: int, threads: int, kv_cache_gib: float,
           counter: TokenCounter) -> dict[str, object]:
-    from alma.engines.base import Sampling
+    from alma.core.engine_api import Sampling
     from alma.engines.factory import load_engine
 
     started = time.perf_counter()

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="alternating repetitions; medians are reported")
     args = parser.parse_args(argv)
 
-    from alma.engines.base import Sampling
+    from alma.core.engine_api import Sampling
     from alma.engines.factory import load_engine
     from alma.jobs.streaming import read_table
     from alma.models import resolve_model

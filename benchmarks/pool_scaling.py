@@ -53,9 +53,8 @@ def _write_pool(ctx, prompts: list[str]) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from alma.jobs.pool import POOL_FILE
 
-    pool = ctx.run_dir / "pool" / POOL_FILE
+    pool = ctx.layout.pool_file
     pool.parent.mkdir(parents=True, exist_ok=True)
     ids = [f"p{i:07d}" for i in range(len(prompts))]
     pq.write_table(pa.table({"prompt_id": ids, "prompt": prompts, "attempt": ids}), pool)

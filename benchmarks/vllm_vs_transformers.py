@@ -82,7 +82,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, folder: Path) -> None:
         from transformers import AutoTokenizer
 
-        from alma.engines.base import Sampling
+        from alma.core.engine_api import Sampling
 
         self.prompts = _chat_prompts(args.batch)
         self.conversations = _judge_conversations(args.judgments)

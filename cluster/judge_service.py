@@ -134,7 +134,7 @@ def serve_judge(cfg: AlmaConfig, checkpoint: str, token: str | None,
 
     from alma.cluster.local import start_ray, stop_ray
     from alma.core.judge_prompt import load_rubric
-    from alma.jobs.run_context import say
+    from alma.core.console import say
     from alma.models import resolve_model
 
     host, port = cfg.judge_serve.host, cfg.judge_serve.port

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from alma.actors.apps import GENERATOR_APP, JUDGE_APP
 from alma.config import AlmaConfig
 
 log = logging.getLogger("alma.cluster")
 
-GENERATOR_APP = "alma-generator"
-JUDGE_APP = "alma-judge"
 
 
 def deployment_options(cfg: AlmaConfig) -> dict[str, Any]:

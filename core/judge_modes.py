@@ -22,9 +22,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from alma.core.engine_api import Engine, Message, Sampling
 from alma.core.judge_prompt import LABELS
 from alma.core.scoring import argmax_score, expected_score, parse_bracket_score
-from alma.engines.base import Engine, Message, Sampling
 
 SCORING_MODES = ("expected", "argmax", "sampled")
 DISTRIBUTION_MODES = ("expected", "argmax")

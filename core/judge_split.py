@@ -13,12 +13,6 @@ from dataclasses import dataclass
 
 from alma.core.seeds import JudgeExample
 
-# Where a run commits its split (jobs/initial_models.py) and `alma judge eval` finds it.
-SPLIT_DIR = "judge-split"
-TRAIN_FILE = "train.parquet"
-HELDOUT_FILE = "heldout.parquet"
-
-
 @dataclass(frozen=True)
 class JudgeSplit:
     train: list[JudgeExample]

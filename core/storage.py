@@ -32,6 +32,11 @@ def is_uri(location: str) -> bool:
     return bool(_URI.match(location))
 
 
+def default_cache_dir() -> Path:
+    """alma's cache ($ALMA_CACHE, else ~/.cache/alma): built models, built seed sets, run working copies."""
+    return Path(os.environ.get("ALMA_CACHE", "~/.cache/alma")).expanduser()
+
+
 def scratch_dir(uri: str, root: Path | None = None) -> Path:
     """The local working copy of the run folder at `uri`: one folder per URI, stable across restarts.
 
@@ -40,8 +45,6 @@ def scratch_dir(uri: str, root: Path | None = None) -> Path:
     if root is None and os.environ.get("ALMA_SCRATCH"):
         root = Path(os.environ["ALMA_SCRATCH"]).expanduser()
     elif root is None:
-        from alma.models import default_cache_dir
-
         root = default_cache_dir() / "runs"
     uri = uri.rstrip("/")
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", uri.rsplit("/", 1)[-1]) or "run"

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from alma.core.engine_api import Message, Prompt
 from alma.core.scoring import LabelTrie
-from alma.engines.base import Message, Prompt
 
 
 class PromptEncoder:

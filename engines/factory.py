@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alma.engines.base import Engine
+from alma.core.engine_api import Engine
 
 ENGINES = ("auto", "transformers", "vllm")
 DEVICES = ("auto", "cpu", "cuda")

@@ -1,4 +1,4 @@
-"""The engine contract (engines/base.py) on plain transformers: CPU or one CUDA GPU, no extra runtime.
+"""The engine contract (core/engine_api.py) on plain transformers: CPU or one CUDA GPU, no extra runtime.
 
 Batched `generate` for sampling, one forward pass (per `max_batch_size` rows) for the judge's score
 distribution, and one for pooled hidden-state embeddings. The label arithmetic lives in core.scoring and
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+from alma.core.engine_api import Message, Prompt, Sampling
 from alma.core.scoring import TokenIds, context_sequences, label_distribution, queries
-from alma.engines.base import Message, Prompt, Sampling
 from alma.engines.encoding import PromptEncoder, cut_at_stop
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -1,4 +1,4 @@
-"""The engine contract (engines/base.py) on vLLM: continuous batching and a paged, prefix-cached KV cache.
+"""The engine contract (core/engine_api.py) on vLLM: continuous batching and a paged, prefix-cached KV cache.
 
 One `AsyncLLM` per checkpoint, driven from a private event-loop thread that the engine owns. A Serve
 replica awaits `agenerate` / `ascore_distribution` from its own loop, so concurrent requests join vLLM's
@@ -39,8 +39,8 @@ from vllm.platforms import current_platform
 from vllm.sampling_params import RequestOutputKind
 from vllm.v1.engine.async_llm import AsyncLLM
 
+from alma.core.engine_api import Message, Prompt, Sampling
 from alma.core.scoring import LabelTrie, TokenIds, label_distribution, queries
-from alma.engines.base import Message, Prompt, Sampling
 from alma.engines.encoding import PromptEncoder, cut_at_stop
 
 if TYPE_CHECKING:

@@ -21,7 +21,6 @@ from alma.jobs.initial_models import train_stage
 from alma.jobs.run_context import RunContext
 from alma.jobs.streaming import read_table, stream_through
 
-LABELS_DIR = "judge-distill"
 DISTILLED = "judge-distilled"
 
 
@@ -29,7 +28,7 @@ def label_stage(ctx: RunContext, responses: Path, judge: Path, rubric: str) -> P
     """Commit judge-distill/: M sampled round responses with the judge's expected score and distribution."""
     from alma.cluster.serve_apps import deploy_judge
 
-    out = ctx.run_dir / LABELS_DIR
+    out = ctx.layout.distill_labels
 
     def build(w: StageWriter) -> None:
         rows = read_table(responses).to_pylist()

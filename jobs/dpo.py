@@ -34,7 +34,6 @@ from alma.jobs.run_context import RunContext
 from alma.jobs.streaming import read_table
 from alma.jobs.training import DATA_FILE, fit, load_model, run_trainer, trainer_args, worker_config
 
-PAIRS_FILE = "pairs.parquet"
 INITIAL = "sft-1"
 PAIR_SCHEMA = pa.schema([
     ("prompt_id", pa.string()), ("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string()),
@@ -56,13 +55,13 @@ def pair_table(pairs: list[Pair]) -> pa.Table:
 
 def pairs_stage(ctx: RunContext, r: int, scores: Path) -> Manifest:
     """Commit rounds/<rr>/pairs/: round r's preference pairs and why a prompt gave none."""
-    out = ctx.round_dir(r) / "pairs"
+    out = ctx.layout.round(r).pairs
     rule = ctx.cfg.dpo.pairs
 
     def build(w: StageWriter) -> None:
         rows = read_table(scores).drop_columns(["distribution"]).to_pylist()
         pairs, counts = preference_pairs(rows, rule, seed=f"{ctx.cfg.seed}-{r}")
-        pq.write_table(pair_table(pairs), w.path / PAIRS_FILE)
+        pq.write_table(pair_table(pairs), w.path / ctx.layout.round(r).pairs_file.name)
         margins = [p.chosen["score"] - p.rejected["score"] for p in pairs]
         rejected_from: dict[str, int] = {}
         for p in pairs:
@@ -80,7 +79,7 @@ def preference_rows(ctx: RunContext, r: int) -> list[dict[str, Any]]:
     rounds = range(1, r + 1) if ctx.cfg.dpo.data == "all_rounds" else [r]
     rows = []
     for k in rounds:
-        for p in pq.read_table(ctx.round_dir(k) / "pairs" / PAIRS_FILE).to_pylist():
+        for p in pq.read_table(ctx.layout.round(k).pairs_file).to_pylist():
             rows.append({"prompt": [{"role": "user", "content": p["prompt"]}], "chosen": p["chosen"],
                          "rejected": p["rejected"], "source": f"round-{k}"})
     return rows
@@ -98,8 +97,8 @@ def preference_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 def dpo_models(ctx: RunContext, r: int) -> tuple[Path, Path]:
     """(the model round r starts from, its reference model), per dpo.start and dpo.reference."""
-    initial = ctx.checkpoint_dir(INITIAL)
-    start = initial if ctx.cfg.dpo.start == "initial" or r == 1 else ctx.checkpoint_dir(f"round-{r - 1}")
+    initial = ctx.layout.checkpoint(INITIAL)
+    start = initial if ctx.cfg.dpo.start == "initial" or r == 1 else ctx.layout.checkpoint(f"round-{r - 1}")
     return start, start if ctx.cfg.dpo.reference == "start" else initial
 
 
@@ -107,20 +106,20 @@ def dpo_round(ctx: RunContext, r: int, scores: Path) -> tuple[Path, int]:
     """Round r's pairs, then checkpoints/round-<r> trained on them with DPO; (checkpoint, pairs trained on)."""
     pairs_stage(ctx, r, scores)
     rows = preference_rows(ctx, r)
-    out = ctx.checkpoint_dir(f"round-{r}")
+    out = ctx.layout.checkpoint(f"round-{r}")
     start, reference = dpo_models(ctx, r)
     seed = ctx.cfg.seed + 1000 * r
     if not rows:
         raise RunStateError(
             f"round {r} has no preference pairs to train on: every prompt's responses tie its best one or repeat "
-            f"it (see {ctx.round_dir(r) / 'pairs' / 'manifest.json'}); raise round.responses_per_prompt or "
+            f"it (see {ctx.layout.round(r).pairs / 'manifest.json'}); raise round.responses_per_prompt or "
             "round.sampling.temperature, or use round.training=sft")
 
     def build(w: StageWriter) -> None:
         data = w.path / DATA_FILE
         pq.write_table(preference_table(rows), data)
         metrics = train_dpo(f"round-{r}", start, reference, data, w.path, ctx.cfg.dpo_train, ctx.cfg.dpo, seed,
-                            ctx.run_dir / "ray_train", ctx.cfg.model.trust_remote_code)
+                            ctx.layout.ray_train, ctx.cfg.model.trust_remote_code)
         sources: dict[str, int] = {}
         for row in rows:
             sources[row["source"]] = sources.get(row["source"], 0) + 1

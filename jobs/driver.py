@@ -14,12 +14,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from alma.config import AlmaConfig
+from alma.core.console import say
 from alma.core.errors import RunStateError
 from alma.core.judge_prompt import load_rubric
+from alma.core.run_layout import RunLayout
 from alma.core.seeds import file_fingerprint, read_judge, read_sft
 from alma.jobs.report import finish_run_report, run_throughput
 from alma.jobs.rounds import RoundResult
-from alma.jobs.run_context import RunContext, say
+from alma.jobs.run_context import RunContext
 from alma.jobs.seed_data import report_drops
 from alma.seedsets import provenance_of, seed_file
 
@@ -40,7 +42,7 @@ def check_run_folder(run_dir: Path, seeds: dict, force: bool) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise RunStateError(f"{run_dir} is a file, not a run folder; pass --out with a folder")
     try:
-        before = json.loads((run_dir / "seeds.json").read_text())
+        before = json.loads(RunLayout(run_dir).seeds.read_text())
     except (OSError, ValueError):
         return
     changed = [f"{name} ({seeds[name]['path']})" for name in seeds
@@ -75,7 +77,7 @@ def run(cfg: AlmaConfig, force: bool = False) -> dict:
     started = time.time()
     ctx = RunContext(cfg, cfg.run_dir())
     ctx.open(force=force)
-    ctx.write_json("seeds.json", seeds)
+    ctx.write_json(ctx.layout.seeds, seeds)
     report_drops(ctx, seed_sets)  # the rejects files go in the run folder, so only once it exists
     where = ctx.location if ctx.remote is None else f"{ctx.location} (working copy {ctx.run_dir})"
     say(f"run folder {where} ({len(seed_sft)} SFT seed rows, {len(seed_judge)} judge seed rows)")
@@ -101,11 +103,11 @@ def run(cfg: AlmaConfig, force: bool = False) -> dict:
                "stage_seconds": ctx.timings, "wall_seconds": round(time.time() - started, 1),
                "final_checkpoint": str(results[-1].checkpoint), "errors": ctx.errors,
                "throughput": run_throughput(ctx.run_dir)}
-    ctx.write_json("summary.json", summary)
+    ctx.write_json(ctx.layout.summary, summary)
     say("done\n" + format_table(results))
     for label, failed in ctx.errors.items():
         say(f"{label}: {failed['errors']} rows failed for good ({failed['rows_lost']} results missing); "
             f"their reasons are in {failed['table']}")
-    say(f"final model: {results[-1].checkpoint}  (summary: {ctx.run_dir / 'summary.json'})")
+    say(f"final model: {results[-1].checkpoint}  (summary: {ctx.layout.summary})")
     finish_run_report(ctx)
     return json.loads(json.dumps(summary))

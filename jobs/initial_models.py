@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alma.core.judge_prompt import judge_messages, judge_target
-from alma.core.judge_split import HELDOUT_FILE, SPLIT_DIR, TRAIN_FILE, split_by_prompt
+from alma.core.judge_split import split_by_prompt
 from alma.core.manifest import StageWriter
 from alma.core.seeds import JudgeExample, SftExample, load_judge
 from alma.jobs.run_context import RunContext
@@ -41,13 +41,13 @@ def judge_rows(examples: list[JudgeExample], rubric: str, answer_prefix: str) ->
 
 def train_stage(ctx: RunContext, name: str, base: Path, rows: list[dict], seed: int, judge: bool = False) -> Path:
     """Commit checkpoints/<name>: the training data, the fine-tuned weights and their metrics."""
-    out = ctx.checkpoint_dir(name)
+    out = ctx.layout.checkpoint(name)
 
     def build(w: StageWriter) -> None:
         data = w.path / DATA_FILE
         pq.write_table(training_table(rows), data)
         train = ctx.cfg.judge_train if judge else ctx.cfg.train
-        metrics = train_sft(name, base, data, w.path, train, seed, ctx.run_dir / "ray_train",
+        metrics = train_sft(name, base, data, w.path, train, seed, ctx.layout.ray_train,
                             ctx.cfg.model.trust_remote_code)
         w.rows = len(rows)
         w.info = {"base": str(base), "seed": seed, "sources": _count_sources(rows), **metrics}
@@ -72,18 +72,18 @@ def _triplet_table(examples: list[JudgeExample]) -> pa.Table:
 
 def judge_split_stage(ctx: RunContext, judge: list[JudgeExample]) -> list[JudgeExample]:
     """Commit judge-split/ (training and held-out triplets); returns the training side, read back from it."""
-    out = ctx.run_dir / SPLIT_DIR
+    out = ctx.layout.judge_split
 
     def build(w: StageWriter) -> None:
         split = split_by_prompt(judge, ctx.cfg.judge.holdout_fraction, ctx.cfg.seed)
-        pq.write_table(_triplet_table(split.train), w.path / TRAIN_FILE)
-        pq.write_table(_triplet_table(split.heldout), w.path / HELDOUT_FILE)
+        pq.write_table(_triplet_table(split.train), w.path / ctx.layout.judge_train_file.name)
+        pq.write_table(_triplet_table(split.heldout), w.path / ctx.layout.judge_heldout_file.name)
         w.rows = len(judge)
         w.info = {"train": len(split.train), "heldout": len(split.heldout),
                   "heldout_prompts": len({e.prompt for e in split.heldout})}
 
     ctx.stage(out, "judge split", build)
-    return load_judge(out / TRAIN_FILE)
+    return load_judge(ctx.layout.judge_train_file)
 
 
 def initial_models(ctx: RunContext, base: Path, sft: list[SftExample], judge: list[JudgeExample],

@@ -24,14 +24,14 @@ from alma.core.errors import ConfigError, RunStateError
 from alma.core.judge_metrics import Scored, judge_metrics
 from alma.core.judge_modes import DISTRIBUTION_MODES, SCORING_MODES, from_distribution, judge
 from alma.core.judge_prompt import LABELS, few_shot_messages, judge_messages, load_rubric, pick_shots
-from alma.core.judge_split import HELDOUT_FILE, SPLIT_DIR, TRAIN_FILE, JudgeSplit, split_by_prompt
+from alma.core.judge_split import JudgeSplit, split_by_prompt
 from alma.core.manifest import read_manifest, write_json_atomic
+from alma.core.run_layout import RunLayout
 from alma.core.seeds import JudgeExample, bundled, load_judge
 
 BASE, FINE_TUNED, DISTILLED = "base", "judge", "judge-distilled"
 JUDGES = (BASE, FINE_TUNED, DISTILLED)
 SHOTS = 3
-EVAL_FILE = Path("eval") / "judge_eval.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated scoring modes (default: {','.join(SCORING_MODES)})")
     parser.add_argument("--judges", help=f"comma-separated judges among {','.join(JUDGES)} (default: every one "
                         "the run or the flags provide; a judge named here must be found)")
-    parser.add_argument("--json", metavar="FILE", help=f"where to write the results (default: <run>/{EVAL_FILE}, "
-                        f"or ./{EVAL_FILE.name} without a run)")
+    parser.add_argument("--json", metavar="FILE", help="where to write the results (default: <run>/eval/judge_eval.json, or "
+                        "./judge_eval.json without a run)")
     parser.add_argument("--preset", choices=PRESETS, default=None, help="configuration when there is no --run")
     parser.add_argument("--config", metavar="FILE", help="YAML file layered over the preset (no --run)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -84,8 +84,8 @@ def _judge_folders(args: argparse.Namespace, cfg: AlmaConfig, run: Path | None) 
     for name in wanted:
         if explicit[name]:
             folders[name] = resolve_model(explicit[name], trust_remote_code=cfg.model.trust_remote_code)
-        elif run is not None and read_manifest(run / "checkpoints" / name) is not None:
-            folders[name] = run / "checkpoints" / name
+        elif run is not None and read_manifest(RunLayout(run).checkpoint(name)) is not None:
+            folders[name] = RunLayout(run).checkpoint(name)
         elif args.judges:
             raise RunStateError(f"no {name} checkpoint: pass --{'checkpoint' if name == FINE_TUNED else 'distilled'} "
                                 "DIR or a --run that trained one")
@@ -99,11 +99,11 @@ def _default_split(cfg: AlmaConfig, run: Path | None) -> JudgeSplit:
 
         seed_file = resolve_seed_file(cfg.seed_judge, "judge")
         return split_by_prompt(load_judge(seed_file), cfg.judge.holdout_fraction, cfg.seed)
-    manifest = read_manifest(run / SPLIT_DIR)
+    manifest = read_manifest(RunLayout(run).judge_split)
     if manifest is None or not manifest.info.get("heldout"):
         raise RunStateError(f"{run} has no held-out judge split (judge.holdout_fraction 0, or an older run); "
                             "pass --heldout FILE and --shots FILE")
-    return JudgeSplit(load_judge(run / SPLIT_DIR / TRAIN_FILE), load_judge(run / SPLIT_DIR / HELDOUT_FILE))
+    return JudgeSplit(load_judge(RunLayout(run).judge_train_file), load_judge(RunLayout(run).judge_heldout_file))
 
 
 def _triplets(args: argparse.Namespace, cfg: AlmaConfig, run: Path | None) -> tuple[list[JudgeExample],
@@ -195,7 +195,7 @@ def judge_eval_main(args: argparse.Namespace) -> int:
     if BASE in judges and not shots:
         raise RunStateError("no triplets left for the base judge's shots once the held-out prompts are removed")
     results = evaluate(cfg, heldout, shots, judges, modes)
-    out = Path(args.json) if args.json else (run / EVAL_FILE if run is not None else Path(EVAL_FILE.name))
+    out = Path(args.json) if args.json else (RunLayout(run).judge_eval if run is not None else Path(RunLayout(Path()).judge_eval.name))
     write_json_atomic(out, _json_safe({
         "run": str(run) if run else None, "heldout_triplets": len(heldout),
         "heldout_prompts": len({e.prompt for e in heldout}), "shots": SHOTS, "samples": cfg.judge.samples,

@@ -43,16 +43,16 @@ from alma.core.eval_prompts import load_eval_rows
 from alma.core.ifeval import IfevalPrompt, grade, load_ifeval_prompts
 from alma.core.manifest import read_manifest, write_json_atomic
 from alma.core.prompts import prompt_id
+from alma.core.run_layout import RunLayout
 from alma.core.seeds import bundled, load_sft
 from alma.jobs.eval_judges import (Judge, load_model, score_in_process, score_with_endpoint, second_opinions,
                                    served_models, timed)
 from alma.jobs.eval_yardsticks import (IFEVAL, best_vs_random_eval, best_vs_random_rounds, compare,
                                        format_best_vs_random, format_ifeval_table, ifeval_summary, round_pairs,
                                        round_picks)
+from alma.core.console import say
 from alma.jobs.judge_eval import _json_safe
-from alma.jobs.run_context import say
 
-EVAL_FILE = Path("eval") / "model_eval.json"
 BUNDLED = "eval_prompts.jsonl"
 IFEVAL_BUNDLED = "ifeval_prompts.jsonl"
 JUDGES = ("judge-distilled", "judge")  # the run's judge: the distilled one when the run made it
@@ -93,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chat-judge-model", metavar="NAME", help="the model name sent to --chat-judge-url")
     parser.add_argument("--chat-judge-token-file", metavar="FILE",
                         help="bearer token of --chat-judge-url (default: $ALMA_CHAT_JUDGE_TOKEN; none if unset)")
-    parser.add_argument("--json", metavar="FILE", help=f"where to write the results (default: <run>/{EVAL_FILE})")
+    parser.add_argument("--json", metavar="FILE", help="where to write the results (default: <run>/eval/model_eval.json)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the run's config, e.g. --set eval.responses_per_prompt=4")
 
@@ -119,11 +119,12 @@ def load_eval_prompts(files: list[str], with_bundled: bool = True) -> list[EvalP
 
 def run_models(run: Path, cfg: AlmaConfig) -> list[tuple[str, Path]]:
     """(name, checkpoint folder) of the initial SFT model, then of each committed round's model in order."""
-    folders = [(cfg.eval.baseline, run / "checkpoints" / cfg.eval.baseline)]
+    layout = RunLayout(run)
+    folders = [(cfg.eval.baseline, layout.checkpoint(cfg.eval.baseline))]
     if read_manifest(folders[0][1]) is None:
         raise RunStateError(f"{run} has no committed {cfg.eval.baseline} checkpoint to evaluate against")
     for r in range(1, cfg.rounds + 1):
-        folder = run / "checkpoints" / f"round-{r}"
+        folder = layout.checkpoint(f"round-{r}")
         if read_manifest(folder) is None:
             break
         folders.append((f"round-{r}", folder))
@@ -132,8 +133,8 @@ def run_models(run: Path, cfg: AlmaConfig) -> list[tuple[str, Path]]:
 
 def run_judge(run: Path) -> Path:
     for name in JUDGES:
-        if read_manifest(run / "checkpoints" / name) is not None:
-            return run / "checkpoints" / name
+        if read_manifest(RunLayout(run).checkpoint(name)) is not None:
+            return RunLayout(run).checkpoint(name)
     raise RunStateError(f"{run} has no committed judge checkpoint; pass --judge-url of a served judge")
 
 
@@ -154,9 +155,9 @@ def contamination(run: Path, cfg: AlmaConfig, prompts: list[EvalPrompt]) -> dict
     import pyarrow.parquet as pq
 
     drawn: set[str] = set()
-    for folder in sorted((run / "rounds").glob("*/draw")):
-        if read_manifest(folder) is not None:
-            drawn |= set(pq.read_table(folder / "draw.parquet", columns=["prompt_id"])["prompt_id"].to_pylist())
+    for rd in RunLayout(run).rounds():
+        if read_manifest(rd.draw) is not None:
+            drawn |= set(pq.read_table(rd.draw_file, columns=["prompt_id"])["prompt_id"].to_pylist())
     from alma.seedsets import seed_file as resolve_seed_file
 
     seed_file = resolve_seed_file(cfg.seed_sft, "sft")
@@ -170,7 +171,7 @@ def generate_answers(cfg: AlmaConfig, models: list[tuple[str, Path]], prompts: l
                                                                       dict[str, list[list[str]]], dict[str, float]]:
     """Per model, its answers to each held-out prompt and to each instruction-following prompt; and the
     seconds each model took. A progress line per model as its prompts are answered, a batch at a time."""
-    from alma.engines.base import Sampling
+    from alma.core.engine_api import Sampling
     from alma.jobs.progress import Reporter
 
     decoding = cfg.eval.sampling or cfg.round.sampling
@@ -358,7 +359,7 @@ def model_eval_main(args: argparse.Namespace) -> int:
     evaluators += [{"name": o["name"], "table": f"second_opinions[{i}]", "independence": o["independence"]}
                    for i, o in enumerate(opinions)]
 
-    out = Path(args.json) if args.json else run / EVAL_FILE
+    out = Path(args.json) if args.json else RunLayout(run).model_eval
     decoding = cfg.eval.sampling or cfg.round.sampling
     write_json_atomic(out, _json_safe({
         "run": str(run), "training": cfg.round.training, "baseline": models[0][0], "judge": judge_info,

@@ -33,17 +33,16 @@ from alma.jobs.progress import watch_rows
 from alma.jobs.run_context import RunContext
 from alma.jobs.streaming import actor_fault_options, data_module, read_table, stream_through
 
-POOL_FILE = "prompts.parquet"
 CLUSTERS_FILE = "clusters.parquet"
 KMEANS_FILE = "kmeans.npz"
 
 
 def embeddings_dir(ctx: RunContext) -> Path:
-    return ctx.run_dir / "pool-embeddings"
+    return ctx.layout.pool_embeddings
 
 
 def clusters_dir(ctx: RunContext) -> Path:
-    return ctx.run_dir / "pool-clusters"
+    return ctx.layout.pool_clusters
 
 
 def _attempt(request_id: str) -> int:
@@ -52,7 +51,7 @@ def _attempt(request_id: str) -> int:
 
 def synthesize_pool(ctx: RunContext, base: Path, seed_prompts: list[str]) -> Path:
     cfg = ctx.cfg.pool
-    out = ctx.run_dir / "pool"
+    out = ctx.layout.pool
 
     def build(w: StageWriter) -> None:
         rng = random.Random(ctx.cfg.seed)
@@ -60,10 +59,10 @@ def synthesize_pool(ctx: RunContext, base: Path, seed_prompts: list[str]) -> Pat
         requests = [{"prompt_id": f"attempt-{i}", "prompt": few_shot_request(s), "mode": "text",
                      "checkpoint": "base", "checkpoint_path": str(base), "n": 1, "seed": f"pool-{ctx.cfg.seed}-{i}"}
                     for i, s in enumerate(shots)]
-        streamed = stream_through(requests, GenerateCaller, ctx.cfg, w.path / "raw",
+        streamed = stream_through(requests, GenerateCaller, ctx.cfg, w.path / ctx.layout.pool_raw.name,
                                   {"sampling": cfg.sampling.model_dump()})
         # Attempt order, not arrival order: which duplicate is kept must not depend on scheduling.
-        raw = sorted(read_table(w.path / "raw").to_pylist(), key=lambda r: _attempt(r["prompt_id"]))
+        raw = sorted(read_table(w.path / ctx.layout.pool_raw.name).to_pylist(), key=lambda r: _attempt(r["prompt_id"]))
         near_dup = NearDuplicateIndex(cfg.near_dup_threshold, cfg.near_dup_perms, cfg.near_dup_shingle,
                                       seed=ctx.cfg.seed)
         filt = PromptFilter(cfg.min_chars, cfg.max_chars, cfg.min_letter_ratio,
@@ -74,9 +73,9 @@ def synthesize_pool(ctx: RunContext, base: Path, seed_prompts: list[str]) -> Pat
             if filt.keep(text, shots[_attempt(row["prompt_id"])]):
                 kept.append({"prompt_id": prompt_id(text), "prompt": text, "attempt": row["prompt_id"]})
         pq.write_table(pa.Table.from_pylist(kept, schema=pa.schema(
-            [("prompt_id", pa.string()), ("prompt", pa.string()), ("attempt", pa.string())])), w.path / POOL_FILE)
+            [("prompt_id", pa.string()), ("prompt", pa.string()), ("attempt", pa.string())])), w.path / ctx.layout.pool_file.name)
         w.rows = len(kept)
-        w.info = {**streamed.info("raw"), "funnel": filt.funnel(len(raw)),
+        w.info = {**streamed.info(ctx.layout.pool_raw.name), "funnel": filt.funnel(len(raw)),
                   "near_dup": {"threshold": cfg.near_dup_threshold, "shingle_words": cfg.near_dup_shingle,
                                "perms": cfg.near_dup_perms, "lsh_bands": near_dup.bands, "lsh_rows": near_dup.rows}}
 
@@ -87,7 +86,7 @@ def synthesize_pool(ctx: RunContext, base: Path, seed_prompts: list[str]) -> Pat
             f"the prompt pool kept {manifest.rows} prompts (funnel {manifest.info.get('funnel')}) but "
             f"{ctx.cfg.rounds} rounds x {ctx.cfg.round.prompts_per_round} prompts need {need}; "
             "raise pool.attempts or relax the pool filters")
-    return out / POOL_FILE
+    return ctx.layout.pool_file
 
 
 def embed_pool(ctx: RunContext, base: Path, pool_file: Path) -> Path:

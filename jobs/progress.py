@@ -26,10 +26,10 @@ import pyarrow.parquet as pq
 
 from alma.core.manifest import write_json_atomic
 from alma.core.progress import TTY_INTERVAL_S, Progress, Throttle, log_interval_s
+from alma.core.run_layout import RunLayout
 
 log = logging.getLogger("alma")
 
-PROGRESS_FILE = "progress.json"
 POLL_S = 1.0
 # Seconds between two writes of progress.json while a stage runs.
 FILE_INTERVAL_S = 2.0
@@ -48,7 +48,7 @@ _current: contextvars.ContextVar[_Stage | None] = contextvars.ContextVar("alma_s
 def _state(run_dir: Path, **fields) -> None:
     """Rewrite progress.json; a run folder that cannot take it (read-only, gone) only loses the status."""
     try:
-        write_json_atomic(run_dir / PROGRESS_FILE, {"pid": os.getpid(), "host": socket.gethostname(),
+        write_json_atomic(RunLayout(run_dir).progress, {"pid": os.getpid(), "host": socket.gethostname(),
                                                     "updated_at": time.time(), **fields})
     except OSError as e:
         log.debug("progress.json: %s", e)
@@ -81,7 +81,7 @@ class Reporter:
 
     def __init__(self, label: str, total: int | None, unit: str, tty: bool | None = None,
                  clock: Callable[[], float] = time.time, write: Callable[[str], None] | None = None):
-        from alma.jobs.run_context import say
+        from alma.core.console import say
 
         now = clock()
         self._stage = _current.get()

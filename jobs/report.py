@@ -24,16 +24,16 @@ import pyarrow.parquet as pq
 import yaml
 
 from alma.core import report_data
+from alma.core.console import say
 from alma.core.errors import RunStateError
 from alma.core.manifest import read_manifest
 from alma.core.progress import format_duration
+from alma.core.run_layout import RunLayout
 from alma.jobs.status import committed_stages
 from alma.jobs.streaming import data_files
 
 log = logging.getLogger("alma")
 
-REPORT_FILE = "report.html"
-PLOTS_DIR = "report"
 TOKEN_SAMPLE = 2000
 PLOTS = {  # file -> (section title, what it shows)
     "scores.png": ("Judge score per round: chosen vs all responses",
@@ -71,16 +71,16 @@ def _scores_table(folder: Path, columns: list[str]) -> list[dict[str, Any]]:
 def load_rounds(run_dir: Path) -> list[report_data.RoundInput]:
     """Every round whose scores are committed, with its best-of-N rows and its draw's diversity report."""
     rounds = []
-    for rd in sorted((run_dir / "rounds").glob("[0-9]*")):
-        if not rd.name.isdigit() or read_manifest(rd / "scores") is None:
+    for rd in RunLayout(run_dir).rounds():
+        if read_manifest(rd.scores) is None:
             continue
-        best = read_manifest(rd / "best")
-        draw = read_manifest(rd / "draw")
-        responses = read_manifest(rd / "responses")
+        best = read_manifest(rd.best)
+        draw = read_manifest(rd.draw)
+        responses = read_manifest(rd.responses)
         rounds.append(report_data.RoundInput(
-            round=int(rd.name),
-            scores=_scores_table(rd / "scores", ["prompt_id", "checkpoint", "score"]),
-            best=_scores_table(rd / "best", ["prompt_id", "checkpoint", "score"]) if best else [],
+            round=rd.number,
+            scores=_scores_table(rd.scores, ["prompt_id", "checkpoint", "score"]),
+            best=_scores_table(rd.best, ["prompt_id", "checkpoint", "score"]) if best else [],
             diversity=(draw.info.get("diversity") or {}) if draw else {},
             split=(responses.info.get("split") or {}) if responses else {}))
     return rounds
@@ -92,24 +92,25 @@ def _tokenizer(run_dir: Path):
     """The run's tokenizer (every checkpoint has the base model's), or None when none is committed yet."""
     from tokenizers import Tokenizer
 
-    for path in sorted((run_dir / "checkpoints").glob("*/tokenizer.json")):
+    for path in sorted(RunLayout(run_dir).checkpoints.glob("*/tokenizer.json")):
         return Tokenizer.from_file(str(path))
     return None
 
 
 def _token_source(run_dir: Path, folder: str) -> tuple[str, list[Path], list[str]] | None:
     """What a stage's tokens are (generated, judged, embedded), where they are and in which columns."""
-    parts = Path(folder).parts
-    if folder == "pool":
-        return "generated", data_files(run_dir / "pool" / "raw"), ["response"]
-    if folder == "pool-embeddings":
-        return "embedded", [run_dir / "pool" / "prompts.parquet"], ["prompt"]
-    if folder == "judge-distill":
-        return "judged", data_files(run_dir / folder), ["prompt", "response"]
-    if parts[0] == "rounds" and parts[-1] == "responses":
-        return "generated", data_files(run_dir / folder), ["response"]
-    if parts[0] == "rounds" and parts[-1] == "scores":
-        return "judged", data_files(run_dir / folder), ["prompt", "response"]
+    layout, path = RunLayout(run_dir), run_dir / folder
+    if path == layout.pool:
+        return "generated", data_files(layout.pool_raw), ["response"]
+    if path == layout.pool_embeddings:
+        return "embedded", [layout.pool_file], ["prompt"]
+    if path == layout.distill_labels:
+        return "judged", data_files(path), ["prompt", "response"]
+    for rd in layout.rounds():
+        if path == rd.responses:
+            return "generated", data_files(path), ["response"]
+        if path == rd.scores:
+            return "judged", data_files(path), ["prompt", "response"]
     return None
 
 
@@ -463,7 +464,7 @@ def _curve_at(r: dict, n: int) -> float | None:
 
 def _facts(run_dir: Path, summary: dict | None, data: dict) -> list[tuple[str, str]]:
     try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        config = yaml.safe_load(RunLayout(run_dir).config.read_text()) or {}
     except (OSError, yaml.YAMLError):
         config = {}
     facts = [("run", str(run_dir)), ("name", str(config.get("name", "-"))),
@@ -488,17 +489,15 @@ def build_report_data(run_dir: Path) -> dict[str, Any]:
 
 def _model_eval(run_dir: Path) -> dict | None:
     """`alma eval`'s result for this run, when it has one (eval/model_eval.json)."""
-    from alma.jobs.model_eval import EVAL_FILE
-
     try:
-        return json.loads((run_dir / EVAL_FILE).read_text())
+        return json.loads(RunLayout(run_dir).model_eval.read_text())
     except (OSError, ValueError):
         return None
 
 
 def _summary(run_dir: Path) -> dict | None:
     try:
-        return json.loads((run_dir / "summary.json").read_text())
+        return json.loads(RunLayout(run_dir).summary.read_text())
     except (OSError, ValueError):
         return None
 
@@ -507,18 +506,18 @@ def write_report(run_dir: Path, out: Path | None = None) -> list[Path]:
     """Write report.html and report/*.png into `out` (default: the run folder); returns their paths,
     report.html first."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
+    if not RunLayout(run_dir).config.is_file():
         raise RunStateError(f"{run_dir}: not a run folder (no config.yaml)")
     out = Path(out) if out is not None else run_dir
     data = build_report_data(run_dir)
     plots = render_plots(data)
-    folder = out / PLOTS_DIR
+    folder = RunLayout(out).report_dir
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, png in plots.items():
         (folder / name).write_bytes(png)
         paths.append(folder / name)
-    page = out / REPORT_FILE
+    page = RunLayout(out).report_html
     page.write_text(render_html(data, plots, _facts(run_dir, _summary(run_dir), data)), encoding="utf-8")
     return [page, *paths]
 
@@ -526,8 +525,6 @@ def write_report(run_dir: Path, out: Path | None = None) -> list[Path]:
 def finish_run_report(ctx) -> Path | None:
     """The run's last step: write the report and publish it beside the run. A report that cannot be drawn
     is said and logged, never a failed run: every stage is committed by then."""
-    from alma.jobs.run_context import say
-
     try:
         paths = write_report(ctx.run_dir)
         if ctx.remote is not None:
@@ -543,5 +540,5 @@ def finish_run_report(ctx) -> Path | None:
 
 def report_main(run_dir: str, out: str | None = None) -> int:
     paths = write_report(Path(run_dir), Path(out) if out else None)
-    print(f"{paths[0]} ({len(paths) - 1} plots in {paths[0].parent / PLOTS_DIR})")
+    print(f"{paths[0]} ({len(paths) - 1} plots in {RunLayout(paths[0].parent).report_dir})")
     return 0

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from alma.actors.callers import GenerateCaller, JudgeCaller
 from alma.config import LATEST
+from alma.core.console import say
 from alma.core.diversity import RANDOM_BASELINES, diversity_report
 from alma.core.draw import draw_clustered, draw_random
 from alma.core.manifest import Manifest, StageWriter, read_manifest
@@ -25,11 +26,9 @@ from alma.core.selection import best_of_n, effective_mix, split_n
 from alma.jobs.dpo import dpo_round
 from alma.jobs.initial_models import sft_rows, train_stage
 from alma.jobs.pool import read_clusters, unit_vectors
-from alma.jobs.run_context import RunContext, say
+from alma.jobs.run_context import RunContext
 from alma.jobs.streaming import read_table, stream_through
 
-DRAW_FILE = "draw.parquet"
-BEST_FILE = "best.parquet"
 
 
 @dataclass
@@ -48,14 +47,14 @@ class RoundResult:
 def _used_prompt_ids(ctx: RunContext, before: int) -> set[str]:
     used: set[str] = set()
     for r in range(1, before):
-        used |= set(pq.read_table(ctx.round_dir(r) / "draw" / DRAW_FILE, columns=["prompt_id"])
+        used |= set(pq.read_table(ctx.layout.round(r).draw_file, columns=["prompt_id"])
                     ["prompt_id"].to_pylist())
     return used
 
 
 def draw_stage(ctx: RunContext, r: int, pool_file: Path) -> Path:
     """Round r's K prompts, never one an earlier round drew, with a diversity report against random draws."""
-    out = ctx.round_dir(r) / "draw"
+    out = ctx.layout.round(r).draw
     k, method = ctx.cfg.round.prompts_per_round, ctx.cfg.round.draw
 
     def build(w: StageWriter) -> None:
@@ -72,7 +71,7 @@ def draw_stage(ctx: RunContext, r: int, pool_file: Path) -> Path:
         baselines = [draw_random(ids, used, k, seed=seed + 7919 * (b + 1)) for b in range(RANDOM_BASELINES)]
         unit = unit_vectors(ctx, sorted(set(drawn).union(*baselines)))
         pq.write_table(pa.table({"prompt_id": drawn, "prompt": [text[i] for i in drawn],
-                                 "cluster": pa.array([cluster[i] for i in drawn], pa.int32())}), w.path / DRAW_FILE)
+                                 "cluster": pa.array([cluster[i] for i in drawn], pa.int32())}), w.path / ctx.layout.round(r).draw_file.name)
         w.rows = len(drawn)
         w.info = {"method": method, "unused_before": len(ids) - len(used),
                   "diversity": diversity_report(drawn, baselines, text, cluster, unit)}
@@ -81,11 +80,11 @@ def draw_stage(ctx: RunContext, r: int, pool_file: Path) -> Path:
     say(f"round {r} draw ({method}) vs random: " + ", ".join(
         f"{key} {info['diversity']['draw'][key]:.3g}/{info['diversity']['random'][key]:.3g}"
         for key in info["diversity"]["draw"]))
-    return out / DRAW_FILE
+    return ctx.layout.round(r).draw_file
 
 
 def responses_stage(ctx: RunContext, r: int, draw_file: Path, checkpoints: dict[str, Path]) -> Path:
-    out = ctx.round_dir(r) / "responses"
+    out = ctx.layout.round(r).responses
 
     def build(w: StageWriter) -> None:
         split = split_n(ctx.cfg.round.responses_per_prompt, effective_mix(ctx.cfg.round.checkpoint_mix, r, LATEST))
@@ -104,7 +103,7 @@ def responses_stage(ctx: RunContext, r: int, draw_file: Path, checkpoints: dict[
 
 def scores_stage(ctx: RunContext, r: int, responses: Path, judge: Path) -> Path:
     """Score every response with the deployed judge (`judge` is its checkpoint, recorded as provenance)."""
-    out = ctx.round_dir(r) / "scores"
+    out = ctx.layout.round(r).scores
 
     def build(w: StageWriter) -> None:
         streamed = stream_through(responses, JudgeCaller, ctx.cfg, w.path)
@@ -116,12 +115,12 @@ def scores_stage(ctx: RunContext, r: int, responses: Path, judge: Path) -> Path:
 
 
 def best_stage(ctx: RunContext, r: int, scores: Path) -> Manifest:
-    out = ctx.round_dir(r) / "best"
+    out = ctx.layout.round(r).best
 
     def build(w: StageWriter) -> None:
         rows = read_table(scores).drop_columns(["distribution"]).to_pylist()
         best = best_of_n(rows)
-        pq.write_table(pa.Table.from_pylist(best), w.path / BEST_FILE)
+        pq.write_table(pa.Table.from_pylist(best), w.path / ctx.layout.round(r).best_file.name)
         # Sampled judgments that parsed nothing have no score (NaN): left out of the means, counted.
         scored = [row["score"] for row in rows if not math.isnan(row["score"])]
         w.rows = len(best)
@@ -150,7 +149,7 @@ def round_training_rows(ctx: RunContext, r: int, seed_sft: list[SftExample]) -> 
     """Seed SFT data plus the best responses of rounds 1..r (the paper retrains on everything so far)."""
     rows = sft_rows(seed_sft, ctx.cfg.train.seed_rows, ctx.cfg.seed)
     for k in range(1, r + 1):
-        for b in pq.read_table(ctx.round_dir(k) / "best" / BEST_FILE).to_pylist():
+        for b in pq.read_table(ctx.layout.round(k).best_file).to_pylist():
             rows.append({"prompt": [{"role": "user", "content": b["prompt"]}], "completion": b["response"],
                          "source": f"round-{k}"})
     return rows
@@ -160,7 +159,7 @@ def synthesize(ctx: RunContext, r: int, pool_file: Path, sft_paths: list[Path]) 
     """Draw round r's K prompts and sample their N responses; returns the responses folder."""
     checkpoints = {f"sft-{i}": p for i, p in enumerate(sft_paths, start=1)}
     if r > 1:
-        checkpoints[LATEST] = ctx.checkpoint_dir(f"round-{r - 1}")
+        checkpoints[LATEST] = ctx.layout.checkpoint(f"round-{r - 1}")
     draw = draw_stage(ctx, r, pool_file)
     return responses_stage(ctx, r, draw, checkpoints)
 
@@ -179,4 +178,4 @@ def judge_and_train(ctx: RunContext, r: int, base: Path, responses: Path, judge:
     seconds = sum(t for label, t in ctx.timings.items() if label.startswith(f"round {r} ") or label == f"train round-{r}")
     return RoundResult(r, ctx.cfg.round.prompts_per_round, info["responses"], info["mean_score_all"],
                        info["mean_score_best"], trained_on, ckpt, round(seconds, 1),
-                       read_manifest(ctx.round_dir(r) / "draw").info["diversity"])
+                       read_manifest(ctx.layout.round(r).draw).info["diversity"])

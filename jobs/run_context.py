@@ -1,21 +1,15 @@
-"""The run folder and the stage runner every stage goes through.
+"""The run and the stage runner every stage goes through.
 
-Layout of a run folder (everything needed to understand a run):
-    config.yaml            the resolved config          seeds.json     seed file fingerprints
-    summary.json           per-round table, timings     logs/          driver log
-    checkpoints/<name>/    sft-1, sft-2, judge, round-<r> (weights, training data, metrics, manifest)
-    pool/                  the prompt pool               rounds/<r>/    draw, responses, scores, best
-Each stage folder exists only once committed (see core.manifest), so a restarted run skips it.
-With an out_dir URI (s3://, gs://) the folder above is a local working copy: the config, each committed
-stage (manifest last) and the top-level files are uploaded as they are written, and a fresh copy resumes
-by downloading the committed stages it is asked for (core.storage).
+Each stage folder (paths in core.run_layout) exists only once committed (see core.manifest), so a restarted
+run skips it. With an out_dir URI (s3://, gs://) the run folder is a local working copy: the config, each
+committed stage (manifest last) and the top-level files are uploaded as they are written, and a fresh copy
+resumes by downloading the committed stages it is asked for (core.storage).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -24,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from alma.config import AlmaConfig, dump_config, stored_config_changes
+from alma.core.console import say
 from alma.core.errors import RunStateError
 from alma.core.manifest import (
     Manifest,
@@ -34,10 +29,10 @@ from alma.core.manifest import (
     write_json_atomic,
     write_text_atomic,
 )
+from alma.core.run_layout import RunLayout
 from alma.core.storage import RemoteRunFolder, is_uri
 from alma.jobs.progress import stage_running
 
-log = logging.getLogger("alma")
 T = TypeVar("T")
 
 
@@ -47,12 +42,6 @@ def _config_hash(text: str) -> str:
         return AlmaConfig.model_validate(yaml.safe_load(text) or {}).fingerprint()
     except (yaml.YAMLError, ValidationError):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def say(message: str) -> None:
-    """Progress line for the terminal and the Ray job log (one line per event, never a redraw)."""
-    print(f"[alma {time.strftime('%H:%M:%S')}] {message}", flush=True)
-    log.info(message)
 
 
 @dataclass
@@ -77,15 +66,14 @@ class RunContext:
         """Where the run lives, as the user named it: the URI, or the local folder."""
         return self.remote.uri if self.remote else str(self.run_dir)
 
-    def checkpoint_dir(self, name: str) -> Path:
-        return self.run_dir / "checkpoints" / name
-
-    def round_dir(self, r: int) -> Path:
-        return self.run_dir / "rounds" / f"{r:02d}"
+    @property
+    def layout(self) -> RunLayout:
+        """Where each stage's folder and each file of the run is (core.run_layout)."""
+        return RunLayout(self.run_dir)
 
     def open(self, force: bool = False) -> None:
         """Create the run folder, or check that an existing one was made with the same config."""
-        config_path = self.run_dir / "config.yaml"
+        config_path = self.layout.config
         if self.remote is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.remote.download(config_path)  # the URI's copy decides, whatever the working copy holds
@@ -102,10 +90,10 @@ class RunContext:
             kept.append(config_path.with_name(f"config.{_config_hash(old)}.yaml"))
             write_text_atomic(kept[0], old)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "logs").mkdir(exist_ok=True)
+        self.layout.logs.mkdir(exist_ok=True)
         write_text_atomic(config_path, dump_config(self.cfg))
         self._publish(*kept, config_path)
-        handler = logging.FileHandler(self.run_dir / "logs" / "driver.log")
+        handler = logging.FileHandler(self.layout.driver_log)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         logging.getLogger("alma").addHandler(handler)
         logging.getLogger("alma").setLevel(logging.INFO)
@@ -116,13 +104,12 @@ class RunContext:
             return
         for path in paths:
             self.remote.upload(path)
-        log_file = self.run_dir / "logs" / "driver.log"
+        log_file = self.layout.driver_log
         if log_file.is_file():
             self.remote.upload(log_file)
 
-    def write_json(self, name: str, data: Any) -> Path:
-        """Write a top-level file of the run folder (seeds.json, summary.json) atomically, and publish it."""
-        path = self.run_dir / name
+    def write_json(self, path: Path, data: Any) -> Path:
+        """Write a top-level file of the run folder (layout.seeds, layout.summary) atomically, and publish it."""
         write_json_atomic(path, data)
         self._publish(path)
         return path

@@ -9,11 +9,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from alma.core.manifest import write_text_atomic
-from alma.core.seed_formats import SCALES, SCORE_MAX, SCORE_MIN, SeedRules, scale_text
+from alma.core.console import say
 from alma.core.errors import ConfigError
+from alma.core.manifest import write_text_atomic
+from alma.core.run_layout import RunLayout
+from alma.core.seed_formats import SCALES, SCORE_MAX, SCORE_MIN, SeedRules, scale_text
 from alma.core.seeds import Reject, SeedSet, file_format, read_judge, read_sft
-from alma.jobs.run_context import say
 
 KINDS = {"sft": "SFT", "judge": "judge", "eval": "eval prompt"}  # --kind -> what its rows are called
 SAMPLES = 2  # mapped examples shown
@@ -36,7 +37,7 @@ def rejects_line(reject: Reject) -> str:
 
 def write_rejects(run_dir: Path, name: str, seeds: SeedSet) -> Path:
     """<run>/seeds/rejects-<name>.jsonl: one row per dropped row (line, field, reason, error, row)."""
-    path = run_dir / "seeds" / f"rejects-{name}.jsonl"
+    path = RunLayout(run_dir).rejects(name)
     write_text_atomic(path, "".join(rejects_line(r) + "\n" for r in seeds.rejects))
     return path
 

@@ -22,7 +22,7 @@ import yaml
 from alma.core.errors import RunStateError
 from alma.core.manifest import MANIFEST
 from alma.core.progress import format_duration, format_rate
-from alma.jobs.progress import PROGRESS_FILE
+from alma.core.run_layout import RunLayout
 
 # Folders of a run that hold no stages: Ray's own files, Ray Train's scratch, the report's plots.
 _NOT_STAGES = {"ray", "ray_train", "logs", "report", "eval"}
@@ -90,7 +90,8 @@ def _pid_alive(pid: int) -> bool:
 def _tmp_folders(run_dir: Path) -> list[tuple[Path, int | None]]:
     """`.tmp-<stage>-<pid>` folders (stages being written, or left by a killed driver) and their pids."""
     out = []
-    for parent in (run_dir, run_dir / "checkpoints", *sorted((run_dir / "rounds").glob("[0-9]*"))):
+    layout = RunLayout(run_dir)
+    for parent in (run_dir, layout.checkpoints, *(rd.root for rd in layout.rounds())):
         for tmp in sorted(parent.glob(".tmp-*")) if parent.is_dir() else []:
             pid = tmp.name.rsplit("-", 1)[-1]
             out.append((tmp, int(pid) if pid.isdigit() else None))
@@ -98,7 +99,7 @@ def _tmp_folders(run_dir: Path) -> list[tuple[Path, int | None]]:
 
 
 def _rounds(run_dir: Path) -> int | None:
-    config = run_dir / "config.yaml"
+    config = RunLayout(run_dir).config
     try:
         data = yaml.safe_load(config.read_text()) or {}
     except (OSError, yaml.YAMLError):
@@ -126,13 +127,13 @@ def run_status(run_dir: Path, now: float | None = None) -> RunStatus:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunStateError(f"{run_dir}: no such run folder")
-    if not (run_dir / "config.yaml").is_file():
+    if not RunLayout(run_dir).config.is_file():
         raise RunStateError(f"{run_dir}: not a run folder (no config.yaml)")
     now = time.time() if now is None else now
     stages = committed_stages(run_dir)
-    progress = _read_json(run_dir / PROGRESS_FILE)
+    progress = _read_json(RunLayout(run_dir).progress)
     progress = progress if isinstance(progress, dict) else None
-    summary = _read_json(run_dir / "summary.json")
+    summary = _read_json(RunLayout(run_dir).summary)
     rounds = _rounds(run_dir)
     here = socket.gethostname()
     tmp = _tmp_folders(run_dir)

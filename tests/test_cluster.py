@@ -110,7 +110,7 @@ def test_pool_is_embedded_by_data_actors_and_clustered(cluster, tiny_model):
 
     from alma.core.embeddings import EMBEDDING, to_numpy
     from alma.engines.transformers_engine import TransformersEngine
-    from alma.jobs.pool import POOL_FILE, cluster_pool, embed_pool, read_clusters
+    from alma.jobs.pool import cluster_pool, embed_pool, read_clusters
     from alma.jobs.run_context import RunContext
     from alma.jobs.streaming import read_table
 
@@ -119,7 +119,7 @@ def test_pool_is_embedded_by_data_actors_and_clustered(cluster, tiny_model):
     ctx = RunContext(cfg, cfg.run_dir())
     texts = [f"Question number {i}: how do {w} work?" for i, w in enumerate(
         ["magnets", "tides", "vaccines", "bridges", "clocks", "lungs", "kites", "ovens", "banks", "votes"])]
-    pool = ctx.run_dir / "pool" / POOL_FILE
+    pool = ctx.layout.pool_file
     pool.parent.mkdir(parents=True)
     pq.write_table(pa.table({"prompt_id": [f"p{i}" for i in range(10)], "prompt": texts,
                              "attempt": [f"attempt-{i}" for i in range(10)]}), pool)

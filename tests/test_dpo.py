@@ -17,6 +17,7 @@ from safetensors.numpy import load_file
 from alma.config import PRESETS, config_changes, load_config
 from alma.core.errors import ConfigError
 from alma.core.manifest import read_manifest
+from alma.core.run_layout import RunLayout
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -46,7 +47,7 @@ def test_bad_dpo_and_eval_settings(overrides, fragment):
 
 def test_start_reference_and_data_per_round(tmp_path):
     from alma.core.pairs import Pair
-    from alma.jobs.dpo import PAIRS_FILE, dpo_models, pair_table, preference_rows
+    from alma.jobs.dpo import dpo_models, pair_table, preference_rows
     from alma.jobs.run_context import RunContext
 
     def ctx(*overrides):
@@ -60,15 +61,15 @@ def test_start_reference_and_data_per_round(tmp_path):
     assert dpo_models(ctx("dpo.start=latest"), 1) == (sft1, sft1), "round 1 has no previous model"
     for r in (1, 2):
         row = {"prompt_id": f"p{r}", "prompt": f"q{r}", "checkpoint": "sft-1", "sample": 0}
-        folder = tmp_path / "rounds" / f"{r:02d}" / "pairs"
-        folder.mkdir(parents=True)
+        pairs_file = RunLayout(tmp_path).round(r).pairs_file
+        pairs_file.parent.mkdir(parents=True)
         pq.write_table(pair_table([Pair({**row, "response": "good", "score": 9.0},
-                                        {**row, "response": "bad", "score": 2.0})]), folder / PAIRS_FILE)
+                                        {**row, "response": "bad", "score": 2.0})]), pairs_file)
     assert [x["source"] for x in preference_rows(ctx(), 2)] == ["round-1", "round-2"]
     assert preference_rows(ctx("dpo.data=this_round"), 2) == [
         {"prompt": [{"role": "user", "content": "q2"}], "chosen": "good", "rejected": "bad", "source": "round-2"}]
     empty = pair_table([])
-    assert empty.num_rows == 0 and empty.schema == pq.read_table(folder / PAIRS_FILE).schema, \
+    assert empty.num_rows == 0 and empty.schema == pq.read_table(pairs_file).schema, \
         "a round without pairs writes the same columns"
 
 
@@ -82,7 +83,6 @@ def _scores(prompts: dict[str, list[float]]) -> list[dict]:
 @pytest.mark.slow
 def test_a_dpo_round_trains_on_its_pairs(tmp_path, tiny_model):
     from alma.cluster.local import start_ray, stop_ray
-    from alma.jobs.dpo import PAIRS_FILE
     from alma.jobs.rounds import judge_and_train
     from alma.jobs.run_context import RunContext
 
@@ -90,13 +90,13 @@ def test_a_dpo_round_trains_on_its_pairs(tmp_path, tiny_model):
     cfg = load_config("tiny", overrides=[f"out_dir={run}", "round.training=dpo", "round.responses_per_prompt=3"])
     ctx = RunContext(cfg, run)
     ctx.open()
-    sft1 = ctx.checkpoint_dir("sft-1")
+    sft1 = ctx.layout.checkpoint("sft-1")
     sft1.parent.mkdir(parents=True)
     sft1.symlink_to(tiny_model)
     rows = _scores({"a": [2.0, 8.5, 5.0], "b": [6.0, 1.0, 3.0], "tied": [4.0, 4.0, 4.0]})
-    ctx.stage(ctx.round_dir(1) / "scores", "round 1 judge",
+    ctx.stage(ctx.layout.round(1).scores, "round 1 judge",
               lambda w: pq.write_table(pa.Table.from_pylist(rows), w.path / "scores.parquet"))
-    ctx.stage(ctx.round_dir(1) / "draw", "round 1 draw", lambda w: setattr(w, "info", {"diversity": {}}))
+    ctx.stage(ctx.layout.round(1).draw, "round 1 draw", lambda w: setattr(w, "info", {"diversity": {}}))
 
     ray_ctx = start_ray(run)
     try:
@@ -104,14 +104,14 @@ def test_a_dpo_round_trains_on_its_pairs(tmp_path, tiny_model):
     finally:
         stop_ray(ray_ctx)
 
-    pairs = pq.read_table(ctx.round_dir(1) / "pairs" / PAIRS_FILE).to_pylist()
+    pairs = pq.read_table(ctx.layout.round(1).pairs_file).to_pylist()
     best = {b["prompt_id"]: b["response"]
-            for b in pq.read_table(ctx.round_dir(1) / "best" / "best.parquet").to_pylist()}
+            for b in pq.read_table(ctx.layout.round(1).best_file).to_pylist()}
     assert [p["prompt_id"] for p in pairs] == ["a", "b"], "the all-tied prompt gives no pair"
     assert all(p["chosen"] == best[p["prompt_id"]] and p["chosen_score"] > p["rejected_score"] for p in pairs)
-    assert read_manifest(ctx.round_dir(1) / "pairs").info["no_lower"] == 1
+    assert read_manifest(ctx.layout.round(1).pairs).info["no_lower"] == 1
 
-    out = ctx.checkpoint_dir("round-1")
+    out = ctx.layout.checkpoint("round-1")
     assert result.checkpoint == out and result.train_examples == 2
     manifest = read_manifest(out)
     info = manifest.info

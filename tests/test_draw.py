@@ -16,7 +16,7 @@ from alma.core.draw import draw_clustered, draw_random
 from alma.core.embeddings import EMBEDDING, to_arrow
 from alma.core.errors import RunStateError
 from alma.core.manifest import read_manifest
-from alma.jobs.pool import POOL_FILE, cluster_pool, embeddings_dir, read_clusters
+from alma.jobs.pool import cluster_pool, embeddings_dir, read_clusters
 from alma.jobs.rounds import draw_stage
 from alma.jobs.run_context import RunContext
 
@@ -82,7 +82,7 @@ def _fake_pool(ctx, rows=30, dim=8):
     vectors = (rng.normal(size=(3, dim)) * 4)[np.arange(rows) % 3] + rng.normal(size=(rows, dim)) + 50
 
     def pool(w):
-        pq.write_table(pa.table({"prompt_id": ids, "prompt": text, "attempt": ids}), w.path / POOL_FILE)
+        pq.write_table(pa.table({"prompt_id": ids, "prompt": text, "attempt": ids}), w.path / ctx.layout.pool_file.name)
         w.rows = rows
 
     def embeddings(w):
@@ -93,7 +93,7 @@ def _fake_pool(ctx, rows=30, dim=8):
 
     ctx.stage(ctx.run_dir / "pool", "prompt pool", pool)
     ctx.stage(embeddings_dir(ctx), "pool embeddings", embeddings)
-    return ctx.run_dir / "pool" / POOL_FILE
+    return ctx.layout.pool_file
 
 
 def test_draw_stages_never_reuse_across_rounds_and_a_resume(tmp_path):
@@ -110,7 +110,7 @@ def test_draw_stages_never_reuse_across_rounds_and_a_resume(tmp_path):
     assert len(drawn) == len(set(drawn)) == 12
     for draw in draws:
         assert len({d["cluster"] for d in draw}) == 4, "K prompts from K distinct clusters"
-    report = read_manifest(ctx.round_dir(1) / "draw").info
+    report = read_manifest(ctx.layout.round(1).draw).info
     assert report["method"] == "clustered" and report["unused_before"] == 30
     assert set(report["diversity"]) == {"draw", "random"}
     assert report["diversity"]["draw"]["clusters_covered"] == 4
@@ -118,7 +118,7 @@ def test_draw_stages_never_reuse_across_rounds_and_a_resume(tmp_path):
     json.dumps(report)
 
     # A crash before round 3's draw committed: a new driver process redraws exactly the same prompts.
-    shutil.rmtree(ctx.round_dir(3) / "draw")
+    shutil.rmtree(ctx.layout.round(3).draw)
     resumed = _run(tmp_path)
     assert pq.read_table(draw_stage(resumed, 3, pool_file)).to_pylist() == draws[2]
     # A later round continues the same pool: nothing drawn before comes back.
@@ -132,4 +132,4 @@ def test_random_method_and_its_report(tmp_path):
     cluster_pool(ctx)
     draw = pq.read_table(draw_stage(ctx, 1, pool_file))
     assert draw.num_rows == 4 and draw.schema.field("cluster").type == pa.int32()
-    assert read_manifest(ctx.round_dir(1) / "draw").info["method"] == "random"
+    assert read_manifest(ctx.layout.round(1).draw).info["method"] == "random"

@@ -1,4 +1,4 @@
-"""The engine contract (engines/base.py), the same cases for every engine, on builtin:tiny.
+"""The engine contract (core/engine_api.py), the same cases for every engine, on builtin:tiny.
 
 Each engine is built once per module (a vLLM engine start costs 20-60 s on 2 cores). The vLLM cases run
 wherever vLLM imports and runs on the test device, and are skipped with the reason elsewhere. The device
@@ -15,8 +15,8 @@ import pytest
 
 from engine_cases import ANSWER_PREFIX, CHAT, DEVICE, JUDGED
 
+from alma.core.engine_api import ConcurrentEngine, Sampling
 from alma.core.scoring import SCORE_LABELS
-from alma.engines.base import ConcurrentEngine, Sampling
 
 # "1" < "10" < "100" nest; "xyzzy" takes four tokens on a chain of its own.
 NESTED_LABELS = ("1", "10", "100", "xyzzy")

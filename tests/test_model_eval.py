@@ -168,7 +168,7 @@ def tiny_run_folder(tmp_path_factory, tiny_model):
     ctx = RunContext(load_config("tiny", overrides=[f"out_dir={run}", "rounds=2"]), run)
     ctx.open()
     for name in ("sft-1", "round-1", "round-2", "judge"):
-        ctx.stage(ctx.checkpoint_dir(name), name, lambda w: shutil.copytree(tiny_model, w.path, dirs_exist_ok=True))
+        ctx.stage(ctx.layout.checkpoint(name), name, lambda w: shutil.copytree(tiny_model, w.path, dirs_exist_ok=True))
     weights = run / "checkpoints" / "round-1" / "model.safetensors"
     rng = np.random.default_rng(0)
     save_file({k: v + rng.normal(0, 0.05, v.shape).astype(v.dtype) for k, v in load_file(weights).items()},

@@ -238,7 +238,7 @@ def test_missing_gemma_part_package_says_how_to_install(tmp_path: Path, monkeypa
 def test_gemma3_build_gives_a_base_model_that_stops_at_end_of_turn(tmp_path: Path):
     import torch
 
-    from alma.engines.base import Sampling
+    from alma.core.engine_api import Sampling
     from alma.engines.transformers_engine import TransformersEngine
 
     folder = resolve_model("builtin:gemma3-270m", tmp_path)

@@ -18,6 +18,7 @@ from alma.core.progress import (
     format_rate,
     log_interval_s,
 )
+from alma.core.run_layout import RunLayout
 from alma.jobs import progress as jp
 
 
@@ -143,7 +144,7 @@ def test_watch_polls_in_the_background_and_a_failing_poll_stops_only_the_watcher
 
 def test_stage_running_keeps_progress_json_for_alma_status(tmp_path, monkeypatch):
     monkeypatch.setenv("ALMA_PROGRESS_INTERVAL_S", "1000")
-    read = lambda: json.loads((tmp_path / jp.PROGRESS_FILE).read_text())  # noqa: E731
+    read = lambda: json.loads(RunLayout(tmp_path).progress.read_text())  # noqa: E731
     with jp.stage_running(tmp_path, "round 2 responses"):
         state = read()
         assert (state["state"], state["stage"], state["pid"]) == ("running", "round 2 responses", os.getpid())

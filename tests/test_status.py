@@ -9,7 +9,7 @@ import sys
 from run_folder import make_run
 
 from alma.cli import main
-from alma.jobs.progress import PROGRESS_FILE
+from alma.core.run_layout import RunLayout
 from alma.jobs.status import format_status, run_status
 
 
@@ -20,7 +20,7 @@ def _dead_pid() -> int:
 
 
 def _progress(run_dir, **fields):
-    (run_dir / PROGRESS_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), **fields}))
+    RunLayout(run_dir).progress.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), **fields}))
 
 
 def test_finished_run(tmp_path):
@@ -78,7 +78,7 @@ def test_torn_files_are_skipped_not_fatal(tmp_path):
     make_run(run, rounds=2, done_rounds=1)
     (run / "rounds" / "02" / "draw").mkdir(parents=True)
     (run / "rounds" / "02" / "draw" / "manifest.json").write_text('{"stage": "round 2 dr')
-    (run / PROGRESS_FILE).write_text("{")
+    RunLayout(run).progress.write_text("{")
     status = run_status(run)
     assert "round 2 draw" not in [s["label"] for s in status.stages]
     assert status.state == "stopped" and status.running is None

@@ -125,7 +125,7 @@ def test_run_context_mirrors_stages_and_resumes_from_the_uri(tmp_path, monkeypat
         w.rows = 1
 
     ctx.stage(ctx.run_dir / "pool", "prompt pool", build)
-    ctx.write_json("summary.json", {"rounds": []})
+    ctx.write_json(ctx.layout.summary, {"rounds": []})
     bucket = tmp_path / "bucket" / "run"
     assert (bucket / "pool" / "data.txt").read_text() == "first run" and (bucket / "pool" / MANIFEST).is_file()
     assert (bucket / "config.yaml").is_file() and (bucket / "summary.json").is_file()

@@ -11,8 +11,8 @@ import torch
 
 from engine_cases import ANSWER_PREFIX, CHAT, DEVICE, JUDGED
 
+from alma.core.engine_api import Sampling
 from alma.core.scoring import SCORE_LABELS
-from alma.engines.base import Sampling
 from alma.engines.transformers_engine import TransformersEngine
 
 

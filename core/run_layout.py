@@ -1,0 +1,197 @@
+"""The one map of a run folder: every path a stage writes or a command reads, named once.
+
+    config.yaml            the resolved config          seeds.json     seed file fingerprints, provenance
+    summary.json           per-round table, timings     progress.json  what the driver is doing now
+    logs/driver.log        the driver's log             seeds/         rejects-*.jsonl (seeds.drop_invalid)
+    judge-split/           judge seed: train / held-out judge-distill/  the judge's labels for distillation
+    pool/                  the prompt pool (raw/, prompts.parquet); pool-embeddings/, pool-clusters/
+    checkpoints/<name>/    sft-1, sft-2, judge, judge-distilled, round-<r> (weights, training data, manifest)
+    rounds/<rr>/           draw/, responses/, scores/, best/, pairs/ (dpo); rr zero-padded: 01, 02
+    ray/, ray_train/       a local Ray cluster's temp folder; Ray Train's worker checkpoints
+    report.html, report/   `alma report`               eval/          model_eval.json, judge_eval.json
+
+Each stage folder exists only once committed (core.manifest), so a restarted run skips it. Stages, the
+driver and the commands (status, report, eval) all take their paths from here; a path is never joined by
+hand elsewhere, so that renaming a folder is one edit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RoundLayout:
+    """Round r's stage folders."""
+
+    number: int
+    root: Path
+
+    @property
+    def draw(self) -> Path:
+        return self.root / "draw"
+
+    @property
+    def draw_file(self) -> Path:
+        """The drawn prompts (prompt_id, prompt, cluster), one Parquet file."""
+        return self.draw / "draw.parquet"
+
+    @property
+    def responses(self) -> Path:
+        return self.root / "responses"
+
+    @property
+    def scores(self) -> Path:
+        return self.root / "scores"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "best"
+
+    @property
+    def best_file(self) -> Path:
+        """Best-of-N: one row per prompt, the response the judge scored highest."""
+        return self.best / "best.parquet"
+
+    @property
+    def pairs(self) -> Path:
+        """round.training=dpo: the preference pairs (chosen = best, rejected = another response)."""
+        return self.root / "pairs"
+
+    @property
+    def pairs_file(self) -> Path:
+        return self.pairs / "pairs.parquet"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Paths inside one run folder (local: a URI run's working copy is a local folder too)."""
+
+    root: Path
+
+    # ---- top-level files ----------------------------------------------------------------------------
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    def config_snapshot(self, config_hash: str) -> Path:
+        """The config a run folder held before `alma run --force` replaced it, kept under its hash."""
+        return self.root / f"config.{config_hash}.yaml"
+
+    @property
+    def seeds(self) -> Path:
+        return self.root / "seeds.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def progress(self) -> Path:
+        return self.root / "progress.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def driver_log(self) -> Path:
+        return self.logs / "driver.log"
+
+    @property
+    def ray_dir(self) -> Path:
+        """A local Ray cluster's temp folder (sessions, logs) and the auth token of the run."""
+        return self.root / "ray"
+
+    @property
+    def ray_train(self) -> Path:
+        """Ray Train's storage: each training's worker checkpoints, for restarts after a worker dies."""
+        return self.root / "ray_train"
+
+    def rejects(self, kind: str) -> Path:
+        """Seed rows set aside by seeds.drop_invalid, for `kind` "sft" or "judge"."""
+        return self.root / "seeds" / f"rejects-{kind}.jsonl"
+
+    # ---- step 0 -----------------------------------------------------------------------------------
+    @property
+    def judge_split(self) -> Path:
+        return self.root / "judge-split"
+
+    @property
+    def judge_train_file(self) -> Path:
+        return self.judge_split / "train.parquet"
+
+    @property
+    def judge_heldout_file(self) -> Path:
+        return self.judge_split / "heldout.parquet"
+
+    @property
+    def distill_labels(self) -> Path:
+        return self.root / "judge-distill"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    def checkpoint(self, name: str) -> Path:
+        return self.checkpoints / name
+
+    # ---- the prompt pool --------------------------------------------------------------------------
+    @property
+    def pool(self) -> Path:
+        return self.root / "pool"
+
+    @property
+    def pool_raw(self) -> Path:
+        """The base model's few-shot generations, before filtering (streamed part files)."""
+        return self.pool / "raw"
+
+    @property
+    def pool_file(self) -> Path:
+        return self.pool / "prompts.parquet"
+
+    @property
+    def pool_embeddings(self) -> Path:
+        return self.root / "pool-embeddings"
+
+    @property
+    def pool_clusters(self) -> Path:
+        return self.root / "pool-clusters"
+
+    # ---- rounds -----------------------------------------------------------------------------------
+    @property
+    def rounds_dir(self) -> Path:
+        return self.root / "rounds"
+
+    def round(self, r: int) -> RoundLayout:
+        return RoundLayout(r, self.rounds_dir / f"{r:02d}")
+
+    def rounds(self) -> list[RoundLayout]:
+        """Every round folder present, in order (committed or not: read each stage's manifest to know)."""
+        if not self.rounds_dir.is_dir():
+            return []
+        numbers = sorted(int(p.name) for p in self.rounds_dir.iterdir() if p.is_dir() and p.name.isdigit())
+        return [self.round(r) for r in numbers]
+
+    # ---- what the commands write -------------------------------------------------------------------
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def report_dir(self) -> Path:
+        """The report's plots (PNG), beside report.html."""
+        return self.root / "report"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def model_eval(self) -> Path:
+        return self.eval_dir / "model_eval.json"
+
+    @property
+    def judge_eval(self) -> Path:
+        return self.eval_dir / "judge_eval.json"
