@@ -9,19 +9,19 @@ the generator deployment, and they go away when the pass ends.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pyarrow as pa
 
 from alma.core.embeddings import EMBEDDING, to_arrow
-from alma.engines.factory import load_engine
+from alma.engines.factory import EngineSettings, load_engine
 
 
 class Embedder:
-    def __init__(self, checkpoint: str, engine: str, dtype: str, max_batch_size: int, threads: int | None,
-                 layer: int, pooling: str, max_tokens: int, trust_remote_code: bool = False, device: str = "auto"):
+    def __init__(self, checkpoint: str, settings: EngineSettings, layer: int, pooling: str, max_tokens: int):
         # Always transformers: vLLM returns no intermediate hidden states (VllmEngine.embed would load a
         # transformers copy anyway), so starting a vLLM engine here would only cost time and memory.
-        self._engine = load_engine("transformers", checkpoint, dtype, max_batch_size, threads, trust_remote_code,
-                                   device=device)
+        self._engine = load_engine(checkpoint, replace(settings, engine="transformers"))
         self._layer, self._pooling, self._max_tokens = layer, pooling, max_tokens
 
     def __call__(self, batch: pa.Table) -> pa.Table:

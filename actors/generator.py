@@ -19,28 +19,23 @@ from ray import serve
 from alma.actors.loopback import keep_replica_grpc_on_loopback
 from alma.actors.metrics import RequestMetrics
 from alma.core.engine_api import ConcurrentEngine, Engine, Sampling
-from alma.engines.factory import load_engine
+from alma.engines.factory import EngineSettings, load_engine
 
 MAX_CHECKPOINTS = 4
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8)
 class Generator:
-    def __init__(self, engine: str = "transformers", dtype: str = "float32", max_batch_size: int = 16,
-                 threads: int | None = None, trust_remote_code: bool = False, device: str = "auto",
-                 vllm: dict[str, Any] | None = None):
+    def __init__(self, settings: EngineSettings = EngineSettings(engine="transformers")):
         keep_replica_grpc_on_loopback()
-        self._kind, self._dtype, self._max_batch, self._threads = engine, dtype, max_batch_size, threads
-        self._trust_remote_code, self._device, self._vllm = trust_remote_code, device, vllm
+        self._settings = settings
         # One transformers call at a time per replica: CPU inference does not gain from interleaving threads.
         self._lock = asyncio.Lock()
         self._metrics = RequestMetrics("generator", ("prompts", "completions"))
 
     @serve.multiplexed(max_num_models_per_replica=MAX_CHECKPOINTS)
     async def _engine(self, checkpoint: str) -> Engine:
-        return await asyncio.to_thread(load_engine, self._kind, checkpoint, self._dtype, self._max_batch,
-                                       self._threads, self._trust_remote_code, device=self._device,
-                                       vllm=self._vllm)
+        return await asyncio.to_thread(load_engine, checkpoint, self._settings)
 
     async def generate(self, prompts: list[Any], n: int, sampling: dict[str, Any]) -> list[list[str]]:
         """N completions per prompt from the checkpoint named by the request's multiplexed model id."""

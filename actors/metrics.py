@@ -1,7 +1,7 @@
 """Request metrics of the Serve deployments, exported with Ray's metrics (Prometheus format, on each node's
 metrics port; Ray Serve adds its own per-deployment request counts and latencies beside them).
 
-Per deployment (`generator`, `judge`, `judge_service`) and checkpoint (the folder's name: sft-1, round-2,
+Per deployment (`generator`, `judge`, `judge_http`) and checkpoint (the folder's name: sft-1, round-2,
 judge-distilled): `alma_<deployment>_requests` (calls), `alma_<deployment>_errors` (calls that raised),
 `alma_<deployment>_latency_s` (seconds per call, a histogram), and a counter per unit of work a call
 carries (`alma_generator_prompts`, `alma_generator_completions`, `alma_judge_judgments`). Ray exports them

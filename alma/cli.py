@@ -126,15 +126,15 @@ def _judge_serve_config(args: argparse.Namespace):
 
 
 def _judge_serve(args: argparse.Namespace) -> None:
-    from alma.cluster.judge_service import serve_judge
-    from alma.core.judge_service import load_token
+    from alma.cluster.serve_judge import serve_judge
+    from alma.core.judge_api import load_token
 
     cfg = _judge_serve_config(args)
     serve_judge(cfg, args.checkpoint, load_token(cfg.judge_serve.token_file))
 
 
 def _judge_score(args: argparse.Namespace) -> None:
-    from alma.core.judge_service import load_token
+    from alma.core.judge_api import load_token
     from alma.judge_client import call
 
     token = load_token(args.token_file)

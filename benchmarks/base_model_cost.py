@@ -65,12 +65,12 @@ def _generation(folder: Path, dtype: str, batches: list[int], max_new: int, thre
 def _vllm(folder: Path, batch: int, max_new: int, threads: int, kv_cache_gib: float,
           counter: TokenCounter) -> dict[str, object]:
     from alma.core.engine_api import Sampling
-    from alma.engines.factory import load_engine
+    from alma.engines.factory import EngineSettings, load_engine
 
     started = time.perf_counter()
     try:
-        engine = load_engine("vllm", folder, "float32", max_batch_size=batch, threads=threads, device="cpu",
-                             vllm={"kv_cache_gib": kv_cache_gib, "enforce_eager": True})
+        engine = load_engine(folder, EngineSettings("vllm", "cpu", "float32", batch, threads,
+                                                    vllm={"kv_cache_gib": kv_cache_gib, "enforce_eager": True}))
     except Exception as e:  # what failed is the measurement here, not a reason to stop the others
         return {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"}
     out: dict[str, object] = {"load_s": time.perf_counter() - started}

@@ -81,11 +81,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import httpx
 
-    from alma.cluster.judge_service import start_judge_service
+    from alma.cluster.serve_judge import start_judge_http
     from alma.cluster.local import start_ray, stop_ray
     from alma.config import load_config
     from alma.core.judge_prompt import judge_messages, load_rubric
-    from alma.engines.factory import load_engine
+    from alma.engines.factory import EngineSettings, load_engine
     from alma.models import resolve_model
 
     preset = args.preset or ("tiny" if args.model == "builtin:tiny" else "smollm2-cpu")
@@ -101,11 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     token = secrets.token_urlsafe(32)
     headers = {"Authorization": f"Bearer {token}"}
 
-    engine = load_engine(cfg.model.engine, folder, cfg.model.dtype, cfg.model.max_batch_size, cfg.model.threads,
-                         cfg.model.trust_remote_code)
+    engine = load_engine(folder, EngineSettings.of(cfg.model))
     ctx = start_ray(work)
     try:
-        start_judge_service(cfg, folder, "bench", token)
+        start_judge_http(cfg, folder, "bench", token)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600, trust_env=False,
                               limits=httpx.Limits(max_connections=args.clients))
         # Warm-up: first calls pay for lazy initialisation on both sides.

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from alma.core.engine_api import Sampling
-    from alma.engines.factory import load_engine
+    from alma.engines.factory import EngineSettings, load_engine
     from alma.jobs.streaming import read_table
     from alma.models import resolve_model
 
@@ -93,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     batch = cfg.serve.request_batch
     sampling = cfg.round.sampling.model_dump()
     rows = generate_requests(prompts, {"base": (folder, args.n)}, "bench")
-    engine = load_engine(cfg.model.engine, folder, cfg.model.dtype, cfg.model.max_batch_size, cfg.model.threads,
-                         cfg.model.trust_remote_code, device=cfg.model.device, vllm=cfg.model.vllm.model_dump())
+    engine = load_engine(folder, EngineSettings.of(cfg.model))
     params = Sampling(**{**sampling, "stop": tuple(sampling["stop"]), "seed": 0})
     direct, piped = [], []
     with serving(cfg, work):

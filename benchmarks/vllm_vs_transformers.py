@@ -122,13 +122,14 @@ class ServedGenerator:
         from ray import serve
 
         from alma.actors.generator import Generator
+        from alma.engines.factory import EngineSettings
         from alma.cluster.local import start_ray
 
         self._ctx = start_ray(work)
         serve.start(proxy_location="Disabled")
         app = Generator.options(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64).bind(
-            engine="vllm", dtype=args.dtype, max_batch_size=args.batch, threads=args.threads, device=args.device,
-            vllm={"kv_cache_gib": args.kv_cache_gib})
+            EngineSettings("vllm", args.device, args.dtype, args.batch, args.threads,
+                           vllm={"kv_cache_gib": args.kv_cache_gib}))
         self._handle = serve.run(app, name="bench-generator", route_prefix=None).options(
             multiplexed_model_id=str(folder))
         self._request_batch = args.request_batch
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     args = parser.parse_args(argv)
 
-    from alma.engines.factory import load_engine, vllm_platform
+    from alma.engines.factory import EngineSettings, load_engine, vllm_platform
     from alma.engines.transformers_engine import TransformersEngine
 
     work = work_dir()
@@ -198,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         progress(f"vLLM {platform}: engine start")
         started = time.perf_counter()
-        vllm = load_engine("vllm", folder, args.dtype, args.batch, args.threads, device=args.device,
-                           vllm={"kv_cache_gib": args.kv_cache_gib})
+        vllm = load_engine(folder, EngineSettings("vllm", args.device, args.dtype, args.batch, args.threads,
+                                                  vllm={"kv_cache_gib": args.kv_cache_gib}))
         notes["vllm_start_s"] = f"{time.perf_counter() - started:.1f}"
         bench.warm(vllm)
     for round_ in range(args.repeats):

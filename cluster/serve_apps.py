@@ -7,6 +7,7 @@ from typing import Any
 
 from alma.actors.apps import GENERATOR_APP, JUDGE_APP
 from alma.config import AlmaConfig
+from alma.engines.factory import EngineSettings
 
 log = logging.getLogger("alma.cluster")
 
@@ -25,12 +26,6 @@ def deployment_options(cfg: AlmaConfig) -> dict[str, Any]:
     }
 
 
-def engine_args(cfg: AlmaConfig) -> dict[str, Any]:
-    return {"engine": cfg.model.engine, "dtype": cfg.model.dtype, "max_batch_size": cfg.model.max_batch_size,
-            "threads": cfg.model.threads, "trust_remote_code": cfg.model.trust_remote_code,
-            "device": cfg.model.device, "vllm": cfg.model.vllm.model_dump()}
-
-
 def start_serve() -> None:
     """Serve without its HTTP proxy: the driver talks to deployments through handles only."""
     from ray import serve
@@ -44,7 +39,7 @@ def deploy_generator(cfg: AlmaConfig):
 
     from alma.actors.generator import Generator
 
-    app = Generator.options(**deployment_options(cfg)).bind(**engine_args(cfg))
+    app = Generator.options(**deployment_options(cfg)).bind(EngineSettings.of(cfg.model))
     handle = serve.run(app, name=GENERATOR_APP, route_prefix=None)
     log.info("generator app ready")
     return handle
@@ -55,10 +50,11 @@ def deploy_judge(cfg: AlmaConfig, checkpoint: str, rubric: str):
     from ray import serve
 
     from alma.actors.judge import Judge
+    from alma.actors.scorer import Scoring
 
     app = Judge.options(**deployment_options(cfg)).bind(
-        checkpoint=checkpoint, rubric=rubric, answer_prefix=cfg.judge.answer_prefix, scoring=cfg.judge.scoring,
-        samples=cfg.judge.samples, sample_temperature=cfg.judge.sample_temperature, **engine_args(cfg))
+        checkpoint=checkpoint, rubric=rubric, answer_prefix=cfg.judge.answer_prefix, scoring=Scoring.of(cfg.judge),
+        settings=EngineSettings.of(cfg.model))
     handle = serve.run(app, name=JUDGE_APP, route_prefix=None)
     log.info("judge app ready (%s)", checkpoint)
     return handle

@@ -13,11 +13,14 @@ import importlib.util
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alma.core.engine_api import Engine
+
+if TYPE_CHECKING:
+    from alma.config import ModelConfig
 
 ENGINES = ("auto", "transformers", "vllm")
 DEVICES = ("auto", "cpu", "cuda")
@@ -80,20 +83,39 @@ def _torch_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_engine(kind: str, checkpoint: str | Path, dtype: str = "float32", max_batch_size: int = 16,
-                threads: int | None = None, trust_remote_code: bool = False, *, device: str = "auto",
-                vllm: Mapping[str, Any] | None = None) -> Engine:
-    """Build the engine `choose_engine(kind, device)` picks; `vllm` holds VllmEngine's own settings."""
-    choice = choose_engine(kind, device)
-    if kind == "auto":
+@dataclass(frozen=True)
+class EngineSettings:
+    """How to build an engine for any checkpoint: the `model.*` settings that concern inference, as one plain
+    object that travels to Serve replicas and Ray Data actors (where seven arguments used to)."""
+
+    engine: str = "auto"  # "auto", "transformers" or "vllm" (model.engine)
+    device: str = "auto"  # "auto", "cpu" or "cuda" (model.device)
+    dtype: str = "float32"
+    max_batch_size: int = 16
+    threads: int | None = None  # None: every core of the node
+    trust_remote_code: bool = False
+    vllm: Mapping[str, Any] = field(default_factory=dict)  # VllmEngine's own settings (model.vllm)
+
+    @classmethod
+    def of(cls, model: ModelConfig) -> EngineSettings:
+        """The settings a config's `model` section gives."""
+        return cls(model.engine, model.device, model.dtype, model.max_batch_size, model.threads,
+                   model.trust_remote_code, model.vllm.model_dump())
+
+
+def load_engine(checkpoint: str | Path, settings: EngineSettings = EngineSettings()) -> Engine:
+    """Build the engine `choose_engine(settings.engine, settings.device)` picks for `checkpoint`."""
+    choice = choose_engine(settings.engine, settings.device)
+    if settings.engine == "auto":
         log.info("engine auto -> %s on %s for %s: %s", choice.kind, choice.device, checkpoint, choice.reason)
-    threads = threads or os.cpu_count() or 1
+    threads = settings.threads or os.cpu_count() or 1
     if choice.kind == "transformers":
         from alma.engines.transformers_engine import TransformersEngine
 
-        return TransformersEngine(checkpoint, dtype=dtype, max_batch_size=max_batch_size, threads=threads,
-                                  trust_remote_code=trust_remote_code, device=choice.device)
+        return TransformersEngine(checkpoint, dtype=settings.dtype, max_batch_size=settings.max_batch_size,
+                                  threads=threads, trust_remote_code=settings.trust_remote_code, device=choice.device)
     from alma.engines.vllm_engine import VllmEngine
 
-    return VllmEngine(checkpoint, dtype=dtype, device=choice.device, threads=threads, max_batch_size=max_batch_size,
-                      trust_remote_code=trust_remote_code, **(vllm or {}))
+    return VllmEngine(checkpoint, dtype=settings.dtype, device=choice.device, threads=threads,
+                      max_batch_size=settings.max_batch_size, trust_remote_code=settings.trust_remote_code,
+                      **dict(settings.vllm))

@@ -62,10 +62,9 @@ class Judge:
 
 def load_model(cfg: AlmaConfig, checkpoint: Path):
     """An engine of the checkpoint with the run's model settings (one at a time: the caller closes it)."""
-    from alma.engines.factory import load_engine
+    from alma.engines.factory import EngineSettings, load_engine
 
-    return load_engine(cfg.model.engine, checkpoint, cfg.model.dtype, cfg.model.max_batch_size, cfg.model.threads,
-                       cfg.model.trust_remote_code, device=cfg.model.device, vllm=cfg.model.vllm.model_dump())
+    return load_engine(checkpoint, EngineSettings.of(cfg.model))
 
 
 def _reporter(label: str, total: int, unit: str):

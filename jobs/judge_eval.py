@@ -121,16 +121,14 @@ def _triplets(args: argparse.Namespace, cfg: AlmaConfig, run: Path | None) -> tu
 def evaluate(cfg: AlmaConfig, heldout: list[JudgeExample], shots: list[JudgeExample],
              judges: dict[str, Path], modes: list[str]) -> list[dict[str, Any]]:
     """One result per (judge, mode): metrics, missing sampled replies, seconds and the raw scores."""
-    from alma.engines.factory import load_engine
+    from alma.jobs.eval_judges import load_model
 
     rubric = load_rubric(cfg.judge.rubric)
     prefix = cfg.judge.answer_prefix
     examples = pick_shots(shots, SHOTS, cfg.seed) if BASE in judges else []
     results = []
     for name, checkpoint in judges.items():
-        engine = load_engine(cfg.model.engine, checkpoint, cfg.model.dtype, cfg.model.max_batch_size,
-                             cfg.model.threads, cfg.model.trust_remote_code, device=cfg.model.device,
-                             vllm=cfg.model.vllm.model_dump())
+        engine = load_model(cfg, checkpoint)
         conversations = [
             few_shot_messages(examples, e.prompt, e.response, rubric, prefix) if name == BASE
             else judge_messages(e.prompt, e.response, rubric)

@@ -293,7 +293,7 @@ def _judge_table(title: str, rows: list[dict[str, Any]], categories: dict[str, l
 
 def model_eval_main(args: argparse.Namespace) -> int:
     """Run the evaluation the parsed flags describe; user errors raise alma.core.errors subclasses."""
-    from alma.core.judge_service import load_token
+    from alma.core.judge_api import load_token
 
     run = Path(args.run).resolve()
     cfg = load_run_config(run, args.overrides)

@@ -92,6 +92,7 @@ def synthesize_pool(ctx: RunContext, base: Path, seed_prompts: list[str]) -> Pat
 def embed_pool(ctx: RunContext, base: Path, pool_file: Path) -> Path:
     """Every pool prompt's pooled hidden state of the base model, computed by Ray Data actors in batches."""
     from alma.actors.embedder import Embedder
+    from alma.engines.factory import EngineSettings
 
     cfg, out = ctx.cfg, embeddings_dir(ctx)
 
@@ -100,11 +101,9 @@ def embed_pool(ctx: RunContext, base: Path, pool_file: Path) -> Path:
         ds = ray_data.read_parquet(str(pool_file), columns=["prompt_id", "prompt"])
         ds = ds.map_batches(
             Embedder,
-            fn_constructor_kwargs={"checkpoint": str(base), "engine": cfg.model.engine, "dtype": cfg.model.dtype,
-                                   "max_batch_size": cfg.model.max_batch_size, "threads": cfg.model.threads,
+            fn_constructor_kwargs={"checkpoint": str(base), "settings": EngineSettings.of(cfg.model),
                                    "layer": cfg.pool.embed_layer, "pooling": cfg.pool.embed_pooling,
-                                   "max_tokens": cfg.pool.embed_max_tokens,
-                                   "trust_remote_code": cfg.model.trust_remote_code, "device": cfg.model.device},
+                                   "max_tokens": cfg.pool.embed_max_tokens},
             batch_size=cfg.pool.embed_batch,
             batch_format="pyarrow",
             compute=ray_data.ActorPoolStrategy(size=cfg.pool.embed_actors),

@@ -1,7 +1,7 @@
 """Bad input, table-driven, through the real CLI: every case exits 2 with one line naming where and what,
 no traceback, and nothing written (no run folder). The cases run through `main()` in-process, a few of
 them through a real `python -m alma.cli` process too. The judge's HTTP API has its own table
-(tests/test_judge_service.py)."""
+(tests/test_judge_http.py)."""
 
 import json
 import os

@@ -1,6 +1,6 @@
 """Security defaults: no checkpoint's own code runs unless the user allows it, weights load from safetensors
 only, and the judge token never reaches a log, an answer or an error message. (Listeners on 127.0.0.1:
-test_cluster.py, test_judge_service.py.)"""
+test_cluster.py, test_judge_http.py.)"""
 
 import ast
 import json
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from alma.cluster.serve_apps import engine_args
+from alma.engines.factory import EngineSettings
 from alma.config import load_config
 from alma.core.errors import ConfigError
-from alma.core.judge_service import BatchStats, ServiceSettings, load_token, token_digest
+from alma.core.judge_api import BatchStats, ServiceSettings, load_token, token_digest
 from alma.models import ModelError, resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,9 +54,9 @@ def test_every_model_load_reads_safetensors():
 
 def test_remote_code_is_off_unless_set_and_reaches_the_engines():
     cfg = load_config("tiny")
-    assert cfg.model.trust_remote_code is False and engine_args(cfg)["trust_remote_code"] is False
+    assert cfg.model.trust_remote_code is False and EngineSettings.of(cfg.model).trust_remote_code is False
     allowed = load_config("tiny", overrides=["model.trust_remote_code=true"])
-    assert engine_args(allowed)["trust_remote_code"] is True
+    assert EngineSettings.of(allowed.model).trust_remote_code is True
     assert allowed.fingerprint() == cfg.fingerprint(), "a permission, not a result: a run may resume with it"
 
 
@@ -82,7 +82,7 @@ def test_model_folders_are_checked_before_anything_loads(tmp_path):
 def test_judge_token_is_never_logged_or_echoed(tmp_path, caplog, monkeypatch):
     from starlette.testclient import TestClient
 
-    from alma.actors.judge_service import build_app
+    from alma.actors.judge_http import build_app
 
     async def judge(pairs):
         if pairs[0]["prompt"] == "fail":

@@ -1,6 +1,6 @@
 """The served judge: one Serve deployment that is both the HTTP ingress and the judge.
 
-Each replica authenticates, validates (core.judge_service) and batches: concurrent requests are grouped
+Each replica authenticates, validates (core.judge_api) and batches: concurrent requests are grouped
 with `@serve.batch` and scored in one call of the shared scoring code (core.judge_modes, the same the
 run's judge deployment uses) on the replica's own engine, one batch at a time. `@serve.batch` closes a
 batch `batch_wait_timeout_s` after its first request, whether or not the engine is free; so that batches
@@ -26,7 +26,8 @@ from starlette.exceptions import HTTPException
 
 from alma.actors.loopback import keep_replica_grpc_on_loopback
 from alma.actors.metrics import RequestMetrics
-from alma.core.judge_service import (
+from alma.actors.scorer import PairScorer, Scoring
+from alma.core.judge_api import (
     API_VERSION,
     ApiError,
     BatchStats,
@@ -43,12 +44,10 @@ from alma.core.judge_service import (
     score_reply,
     too_large,
 )
-from alma.core.judge_modes import batch_seed, check_mode, judge
-from alma.core.judge_prompt import judge_messages
 from alma.core.scoring import SCORE_LABELS
-from alma.engines.factory import load_engine
+from alma.engines.factory import EngineSettings
 
-log = logging.getLogger("alma.judge_service")
+log = logging.getLogger("alma.judge_http")
 
 Pair = dict[str, str]
 JudgeCall = Callable[[list[Pair]], Awaitable[list[dict[str, Any]]]]
@@ -146,22 +145,17 @@ def _judgments(requests: list[list[Pair]]) -> int:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5})
 @serve.ingress()
-class JudgeService:
+class JudgeHttp:
     """An HTTP replica holding one judge engine; `scoring` as in JudgeConfig (mode, samples, temperature)."""
 
-    def __init__(self, checkpoint: str, rubric: str, answer_prefix: str, scoring: dict[str, Any],
-                 engine: dict[str, Any], settings: ServiceSettings, max_batch_size: int,
+    def __init__(self, checkpoint: str, rubric: str, answer_prefix: str, scoring: Scoring,
+                 engine: EngineSettings, settings: ServiceSettings, max_batch_size: int,
                  batch_wait_timeout_s: float):
         keep_replica_grpc_on_loopback()
-        self._rubric, self._prefix = rubric, answer_prefix
-        self._mode = check_mode(scoring["mode"])
-        self._samples, self._temperature = scoring["samples"], scoring["temperature"]
-        self._engine = load_engine(engine["engine"], checkpoint, engine["dtype"], engine["max_batch_size"],
-                                   engine["threads"], engine.get("trust_remote_code", False),
-                                   device=engine.get("device", "auto"), vllm=engine.get("vllm"))
+        self._scorer = PairScorer(checkpoint, rubric, answer_prefix, scoring, engine)
         self._settings = settings
         self._stats = BatchStats()
-        self._checkpoint, self._metrics = checkpoint, RequestMetrics("judge_service", ("judgments",))
+        self._checkpoint, self._metrics = checkpoint, RequestMetrics("judge_http", ("judgments",))
         self._engine_free = asyncio.Event()
         self._engine_free.set()
         self._batched = serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_timeout_s,
@@ -176,18 +170,15 @@ class JudgeService:
 
     async def _judge_batch(self, requests: list[list[Pair]]) -> list[list[dict[str, Any]]]:
         pairs = [pair for request in requests for pair in request]
-        conversations = [judge_messages(p["prompt"], p["response"], self._rubric) for p in pairs]
-        seed = batch_seed(text for p in pairs for text in (p["prompt"], p["response"]))
         self._engine_free.clear()
         try:
-            judgments = await asyncio.to_thread(judge, self._engine, conversations, self._prefix, self._mode,
-                                                self._samples, self._temperature, seed)
+            judgments = await asyncio.to_thread(self._scorer.score, pairs)
         finally:
             self._engine_free.set()
         self._stats.record(len(requests), len(pairs))
         out, start = [], 0
         for request in requests:
-            out.append([j.as_dict() for j in judgments[start : start + len(request)]])
+            out.append(judgments[start : start + len(request)])
             start += len(request)
         return out
 

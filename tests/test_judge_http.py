@@ -20,7 +20,7 @@ import pytest
 from procs import descendants, listeners, on_loopback
 
 from alma.core.errors import ConfigError
-from alma.core.judge_service import (
+from alma.core.judge_api import (
     ApiError,
     BatchStats,
     RankRequest,
@@ -146,7 +146,7 @@ def test_bearer_check_and_token_loading(tmp_path):
 
 
 def test_replies_carry_the_judges_mode_and_never_nan():
-    from alma.core.judge_service import rank_reply, score_reply
+    from alma.core.judge_api import rank_reply, score_reply
 
     settings = ServiceSettings("m", "expected", None, MAX_BODY, MAX_RESPONSES)
     flat = [1 / 11] * 11
@@ -197,7 +197,7 @@ async def _broken_judge(pairs):
 def _app_client(token=TOKEN, judge=_stand_in_judge):
     from starlette.testclient import TestClient
 
-    from alma.actors.judge_service import build_app
+    from alma.actors.judge_http import build_app
 
     settings = ServiceSettings("stand-in", "expected", token_digest(token) if token else None, MAX_BODY,
                                MAX_RESPONSES)
@@ -289,7 +289,7 @@ def cli_server(tmp_path_factory, tiny_model, alma_cache):
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, tiny_model, cli_server):
     """One local Ray and Serve for the module: the judge HTTP app with a token at /, one without at /open."""
-    from alma.cluster.judge_service import deploy_judge_service, start_judge_service
+    from alma.cluster.serve_judge import deploy_judge_http, start_judge_http
     from alma.cluster.local import start_ray, stop_ray
     from alma.config import load_config
 
@@ -301,8 +301,8 @@ def service(tmp_path_factory, tiny_model, cli_server):
         "judge_serve.batch_wait_timeout_s=0.05", "judge_serve.model_name=tiny-judge"])
     ctx = start_ray(run)
     try:
-        start_judge_service(cfg, tiny_model, "tiny-judge", TOKEN)
-        deploy_judge_service(cfg, tiny_model, "tiny-judge", None, name="alma-judge-http-open", route_prefix="/open")
+        start_judge_http(cfg, tiny_model, "tiny-judge", TOKEN)
+        deploy_judge_http(cfg, tiny_model, "tiny-judge", None, name="alma-judge-http-open", route_prefix="/open")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, trust_env=False) as client:
             yield {"client": client, "port": port, "url": f"http://127.0.0.1:{port}"}
     finally:

@@ -1,6 +1,6 @@
 """`alma judge serve`: one judge checkpoint behind an authenticated, batching HTTP endpoint on Ray Serve.
 
-One Serve application, whose replicas are both HTTP ingress and judge (actors/judge_service.py),
+One Serve application, whose replicas are both HTTP ingress and judge (actors/judge_http.py),
 autoscaling per `serve.*` and scoring per `judge.*` like the run's judge. Serve's HTTP proxy listens on
 `judge_serve.host:port`, 127.0.0.1 unless configured otherwise; a non-loopback address is refused without
 a token, since the Serve proxy has no authentication of its own.
@@ -23,15 +23,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from alma.cluster.serve_apps import deployment_options, engine_args
+from alma.cluster.serve_apps import deployment_options
 from alma.config import AlmaConfig, load_config
 from alma.core.errors import ConfigError
-from alma.core.judge_service import ServiceSettings, load_token, token_digest
+from alma.core.judge_api import ServiceSettings, load_token, token_digest
+from alma.engines.factory import EngineSettings
 
 log = logging.getLogger("alma.cluster")
 
 # Not the run's app name: a served judge may share a cluster with a running `alma run`.
-JUDGE_SERVICE_APP = "alma-judge-http"
+JUDGE_HTTP_APP = "alma-judge-http"
 
 
 def is_loopback(host: str) -> bool:
@@ -64,28 +65,28 @@ def model_name(cfg: AlmaConfig, checkpoint: str) -> str:
     return checkpoint if checkpoint.startswith("builtin:") else Path(checkpoint).resolve().name
 
 
-def judge_service_app(cfg: AlmaConfig, folder: Path, model: str, token: str | None):
+def judge_http_app(cfg: AlmaConfig, folder: Path, model: str, token: str | None):
     """The judge HTTP app for the checkpoint in `folder`, bound, not running: serve.run or a Serve config runs it."""
-    from alma.actors.judge_service import JudgeService
+    from alma.actors.judge_http import JudgeHttp
+    from alma.actors.scorer import Scoring
     from alma.core.judge_prompt import load_rubric
 
     js, judge = cfg.judge_serve, cfg.judge
     settings = ServiceSettings(model=model, mode=judge.scoring, token_digest=token_digest(token) if token else None,
                                max_body_bytes=js.max_body_bytes, max_responses=js.max_responses)
-    scoring = {"mode": judge.scoring, "samples": judge.samples, "temperature": judge.sample_temperature}
     # A replica must admit more requests than one batch, so that the next batch fills while one runs.
     options = {**deployment_options(cfg), "max_ongoing_requests": max(32, 3 * js.max_batch_size)}
-    return JudgeService.options(**options).bind(
-        str(folder), load_rubric(judge.rubric), judge.answer_prefix, scoring, engine_args(cfg), settings,
+    return JudgeHttp.options(**options).bind(
+        str(folder), load_rubric(judge.rubric), judge.answer_prefix, Scoring.of(judge), EngineSettings.of(cfg.model), settings,
         js.max_batch_size, js.batch_wait_timeout_s)
 
 
-def deploy_judge_service(cfg: AlmaConfig, folder: Path, model: str, token: str | None,
-                         name: str = JUDGE_SERVICE_APP, route_prefix: str = "/"):
+def deploy_judge_http(cfg: AlmaConfig, folder: Path, model: str, token: str | None,
+                         name: str = JUDGE_HTTP_APP, route_prefix: str = "/"):
     """The judge HTTP app for the checkpoint in `folder`; returns its handle."""
     from ray import serve
 
-    handle = serve.run(judge_service_app(cfg, folder, model, token), name=name, route_prefix=route_prefix)
+    handle = serve.run(judge_http_app(cfg, folder, model, token), name=name, route_prefix=route_prefix)
     log.info("judge HTTP app %s ready at %s", name, route_prefix)
     return handle
 
@@ -102,7 +103,7 @@ class JudgeAppArgs(BaseModel):
 
 
 def judge_app(args: dict[str, Any]):
-    """Serve application builder: `import_path: alma.cluster.judge_service:judge_app` plus `args`.
+    """Serve application builder: `import_path: alma.cluster.serve_judge:judge_app` plus `args`.
 
     Serve calls it wherever the config is deployed; the token comes from $ALMA_JUDGE_TOKEN (a Kubernetes
     Secret) or judge_serve.token_file, and is required: the in-cluster proxy listens on the pod network.
@@ -116,15 +117,15 @@ def judge_app(args: dict[str, Any]):
         raise ConfigError("the judge app needs a token ($ALMA_JUDGE_TOKEN or judge_serve.token_file): in a cluster "
                           "its HTTP proxy is reachable from every pod")
     folder = resolve_model(parsed.checkpoint).resolve()
-    return judge_service_app(cfg, folder, model_name(cfg, parsed.checkpoint), token)
+    return judge_http_app(cfg, folder, model_name(cfg, parsed.checkpoint), token)
 
 
-def start_judge_service(cfg: AlmaConfig, folder: Path, model: str, token: str | None) -> None:
+def start_judge_http(cfg: AlmaConfig, folder: Path, model: str, token: str | None) -> None:
     """On a started Ray: Serve's HTTP proxy on judge_serve.host:port and the judge HTTP app."""
     from ray import serve
 
     serve.start(http_options={"host": cfg.judge_serve.host, "port": cfg.judge_serve.port})
-    deploy_judge_service(cfg, folder, model, token)
+    deploy_judge_http(cfg, folder, model, token)
 
 
 def serve_judge(cfg: AlmaConfig, checkpoint: str, token: str | None,
@@ -159,7 +160,7 @@ def serve_judge(cfg: AlmaConfig, checkpoint: str, token: str | None,
                         cfg.cluster.num_cpus)
         for sig in signals:
             signal.signal(sig, on_signal)
-        start_judge_service(cfg, folder, model, token)
+        start_judge_http(cfg, folder, model, token)
         if not stop.is_set():
             say(f"judge '{model}' ({cfg.judge.scoring} scoring) at http://{host}:{port}/v1 "
                 f"(auth: {'bearer token' if token else 'none'}); Ctrl-C stops it")
@@ -171,9 +172,9 @@ def serve_judge(cfg: AlmaConfig, checkpoint: str, token: str | None,
         say("stopping the judge service")
         if ctx is not None and not ctx.started_local:
             try:
-                serve.delete(JUDGE_SERVICE_APP)
+                serve.delete(JUDGE_HTTP_APP)
             except Exception as e:  # already gone is fine
-                log.debug("delete %s: %s", JUDGE_SERVICE_APP, e)
+                log.debug("delete %s: %s", JUDGE_HTTP_APP, e)
         if ctx is not None:
             stop_ray(ctx)
         for sig, handler in previous.items():
