@@ -22,18 +22,38 @@ from typing import Any, Iterator
 
 from alma.core.errors import RunStateError
 
+_round = round  # commit_stage's `round` argument is a round number
+
 MANIFEST = "manifest.json"
+
+# What a stage is, recorded in its manifest, so that status, report and eval read it instead of parsing the
+# stage's label or folder. Kind -> what the stage's folder holds.
+STAGE_KINDS = {
+    "judge-split": "the judge seed split by prompt into training and held-out triplets",
+    "train": "a checkpoint trained by Ray Train (SFT, judge, distilled judge, or a round's model)",
+    "pool": "prompts the base model wrote few-shot, filtered and de-duplicated",
+    "pool-embeddings": "the pool prompts' embeddings",
+    "pool-clusters": "k-means clusters of the pool embeddings",
+    "draw": "a round's prompts, drawn from distinct clusters",
+    "responses": "a round's N responses per prompt",
+    "distill-labels": "the judge's labels of round 1's responses, for self-distillation",
+    "scores": "the judge's score of every response of a round",
+    "best": "best-of-N: the top-scored response per prompt",
+    "pairs": "DPO preference pairs (chosen = best, rejected = another response)",
+}
 
 
 @dataclass
 class Manifest:
-    stage: str
+    stage: str  # the label shown to people ("round 2 judge"); code reads `kind` and `round`
     config_hash: str
     rows: int | None = None
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
     info: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     committed_at: float = 0.0
+    kind: str = ""  # one of STAGE_KINDS ("" in manifests written before kinds were recorded)
+    round: int | None = None  # the round the stage belongs to; None for step 0 and the pool
 
 
 def file_sha256(path: Path) -> str:
@@ -49,7 +69,9 @@ def read_manifest(stage_dir: Path) -> Manifest | None:
     path = stage_dir / MANIFEST
     if not path.is_file():
         return None
-    return Manifest(**json.loads(path.read_text()))
+    data = json.loads(path.read_text())
+    known = Manifest.__dataclass_fields__
+    return Manifest(**{k: v for k, v in data.items() if k in known})
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -77,8 +99,11 @@ class StageWriter:
 
 
 @contextmanager
-def commit_stage(stage_dir: Path, stage: str, config_hash: str) -> Iterator[StageWriter]:
+def commit_stage(stage_dir: Path, stage: str, config_hash: str, kind: str = "",
+                 round: int | None = None) -> Iterator[StageWriter]:
     """Run a stage's writes in a temporary sibling folder and commit them atomically on success."""
+    if kind and kind not in STAGE_KINDS:
+        raise ValueError(f"unknown stage kind {kind!r}; one of {', '.join(STAGE_KINDS)}")
     stage_dir.parent.mkdir(parents=True, exist_ok=True)
     if stage_dir.exists() and read_manifest(stage_dir) is None:
         shutil.rmtree(stage_dir)  # left by a foreign tool or an old layout: never trusted
@@ -92,7 +117,8 @@ def commit_stage(stage_dir: Path, stage: str, config_hash: str) -> Iterator[Stag
         yield writer
         files = {str(p.relative_to(tmp)): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = Manifest(stage=stage, config_hash=config_hash, rows=writer.rows, files=files,
-                            info=writer.info, seconds=round(time.time() - start, 3), committed_at=time.time())
+                            info=writer.info, seconds=_round(time.time() - start, 3), committed_at=time.time(),
+                            kind=kind, round=round)
         write_json_atomic(tmp / MANIFEST, asdict(manifest))
         os.replace(tmp, stage_dir)
     except BaseException:

@@ -153,15 +153,13 @@ def stage_timings(stages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def stage_kind(label: str) -> str:
-    """train, generate, judge or other: how the timing plot colours a stage."""
-    if label.startswith("train "):
-        return "train"
-    if label.endswith(" responses") or label in ("prompt pool", "pool embeddings"):
-        return "generate"
-    if label.endswith(" judge") or label.startswith("judge distill"):
-        return "judge"
-    return "other"
+TIMING_GROUPS = {"train": "train", "pool": "generate", "pool-embeddings": "generate", "responses": "generate",
+                 "scores": "judge", "distill-labels": "judge"}
+
+
+def timing_group(kind: str) -> str:
+    """train, generate, judge or other: how the timing plot colours a stage of this kind (its manifest's)."""
+    return TIMING_GROUPS.get(kind, "other")
 
 
 def throughput(stage: Mapping[str, Any], tokens: int | None, token_seconds: float | None = None) -> dict[str, Any]:

@@ -174,6 +174,33 @@ class RunLayout:
         numbers = sorted(int(p.name) for p in self.rounds_dir.iterdir() if p.is_dir() and p.name.isdigit())
         return [self.round(r) for r in numbers]
 
+    def round_of(self, folder: Path) -> int | None:
+        """The round a stage folder belongs to (rounds/<rr>/..., checkpoints/round-<r>), else None. For a
+        folder not yet committed (status) and for manifests written before they recorded `round`."""
+        try:
+            parts = folder.relative_to(self.root).parts
+        except ValueError:
+            return None
+        if len(parts) >= 2 and parts[0] == self.rounds_dir.name and parts[1].isdigit():
+            return int(parts[1])
+        if len(parts) == 2 and parts[0] == self.checkpoints.name and parts[1].startswith("round-") \
+                and parts[1][6:].isdigit():
+            return int(parts[1][6:])
+        return None
+
+    def kind_of(self, folder: Path) -> str:
+        """The stage kind (core.manifest.STAGE_KINDS) of a stage folder by where it is, "" if none: for
+        manifests written before they recorded `kind`."""
+        fixed = {self.judge_split: "judge-split", self.pool: "pool", self.pool_embeddings: "pool-embeddings",
+                 self.pool_clusters: "pool-clusters", self.distill_labels: "distill-labels"}
+        if folder in fixed:
+            return fixed[folder]
+        if folder.parent == self.checkpoints:
+            return "train"
+        if self.round_of(folder) is not None and folder.parent.parent == self.rounds_dir:
+            return folder.name if folder.name in ("draw", "responses", "scores", "best", "pairs") else ""
+        return ""
+
     # ---- what the commands write -------------------------------------------------------------------
     @property
     def report_html(self) -> Path:

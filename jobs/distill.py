@@ -39,7 +39,7 @@ def label_stage(ctx: RunContext, responses: Path, judge: Path, rubric: str) -> P
         w.info = {"judge": str(judge), "asked": ctx.cfg.judge.distill_pairs, "available": len(rows),
                   **streamed.info()}
 
-    ctx.stage(out, "judge distill labels", build)
+    ctx.stage(out, "judge distill labels", build, kind="distill-labels")
     return out
 
 

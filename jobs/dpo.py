@@ -71,7 +71,7 @@ def pairs_stage(ctx: RunContext, r: int, scores: Path) -> Manifest:
                   "unscored_rows": counts.unscored_rows, "rejected_by_checkpoint": rejected_from,
                   "mean_margin": sum(margins) / len(margins) if margins else None}
 
-    return ctx.stage(out, f"round {r} pairs ({rule})", build)
+    return ctx.stage(out, f"round {r} pairs ({rule})", build, kind="pairs", round=r)
 
 
 def preference_rows(ctx: RunContext, r: int) -> list[dict[str, Any]]:
@@ -127,7 +127,7 @@ def dpo_round(ctx: RunContext, r: int, scores: Path) -> tuple[Path, int]:
         w.info = {"method": "dpo", "base": str(start), "reference": str(reference), "seed": seed,
                   "sources": sources, "dpo": ctx.cfg.dpo.model_dump(), **metrics}
 
-    ctx.stage(out, f"train round-{r}", build)
+    ctx.stage(out, f"train round-{r}", build, kind="train", round=r)
     return out, len(rows)
 
 

@@ -39,7 +39,8 @@ def judge_rows(examples: list[JudgeExample], rubric: str, answer_prefix: str) ->
              "completion": judge_target(e.score, answer_prefix), "source": "seed"} for e in examples]
 
 
-def train_stage(ctx: RunContext, name: str, base: Path, rows: list[dict], seed: int, judge: bool = False) -> Path:
+def train_stage(ctx: RunContext, name: str, base: Path, rows: list[dict], seed: int, judge: bool = False,
+                round: int | None = None) -> Path:
     """Commit checkpoints/<name>: the training data, the fine-tuned weights and their metrics."""
     out = ctx.layout.checkpoint(name)
 
@@ -52,7 +53,7 @@ def train_stage(ctx: RunContext, name: str, base: Path, rows: list[dict], seed: 
         w.rows = len(rows)
         w.info = {"base": str(base), "seed": seed, "sources": _count_sources(rows), **metrics}
 
-    ctx.stage(out, f"train {name}", build)
+    ctx.stage(out, f"train {name}", build, kind="train", round=round)
     return out
 
 
@@ -82,7 +83,7 @@ def judge_split_stage(ctx: RunContext, judge: list[JudgeExample]) -> list[JudgeE
         w.info = {"train": len(split.train), "heldout": len(split.heldout),
                   "heldout_prompts": len({e.prompt for e in split.heldout})}
 
-    ctx.stage(out, "judge split", build)
+    ctx.stage(out, "judge split", build, kind="judge-split")
     return load_judge(ctx.layout.judge_train_file)
 
 

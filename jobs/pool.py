@@ -79,7 +79,7 @@ def synthesize_pool(ctx: RunContext, base: Path, seed_prompts: list[str]) -> Pat
                   "near_dup": {"threshold": cfg.near_dup_threshold, "shingle_words": cfg.near_dup_shingle,
                                "perms": cfg.near_dup_perms, "lsh_bands": near_dup.bands, "lsh_rows": near_dup.rows}}
 
-    manifest = ctx.stage(out, "prompt pool", build)
+    manifest = ctx.stage(out, "prompt pool", build, kind="pool")
     need = ctx.cfg.rounds * ctx.cfg.round.prompts_per_round
     if (manifest.rows or 0) < need:
         raise RunStateError(
@@ -121,7 +121,7 @@ def embed_pool(ctx: RunContext, base: Path, pool_file: Path) -> Path:
         w.info = {"base": str(base), "layer": cfg.pool.embed_layer, "pooling": cfg.pool.embed_pooling,
                   "dim": pq.read_schema(files[0]).field(EMBEDDING).type.list_size}
 
-    ctx.stage(out, "pool embeddings", build)
+    ctx.stage(out, "pool embeddings", build, kind="pool-embeddings")
     return out
 
 
@@ -155,7 +155,7 @@ def cluster_pool(ctx: RunContext) -> Path:
                   "fit_seconds": round(fitted - started, 3),
                   "assign_seconds": round(time.perf_counter() - fitted, 3)}
 
-    ctx.stage(out, "pool clusters", build)
+    ctx.stage(out, "pool clusters", build, kind="pool-clusters")
     return out / CLUSTERS_FILE
 
 

@@ -97,20 +97,17 @@ def _tokenizer(run_dir: Path):
     return None
 
 
-def _token_source(run_dir: Path, folder: str) -> tuple[str, list[Path], list[str]] | None:
+def _token_source(run_dir: Path, folder: str, kind: str) -> tuple[str, list[Path], list[str]] | None:
     """What a stage's tokens are (generated, judged, embedded), where they are and in which columns."""
     layout, path = RunLayout(run_dir), run_dir / folder
-    if path == layout.pool:
+    if kind == "pool":
         return "generated", data_files(layout.pool_raw), ["response"]
-    if path == layout.pool_embeddings:
+    if kind == "pool-embeddings":
         return "embedded", [layout.pool_file], ["prompt"]
-    if path == layout.distill_labels:
+    if kind == "responses":
+        return "generated", data_files(path), ["response"]
+    if kind in ("scores", "distill-labels"):
         return "judged", data_files(path), ["prompt", "response"]
-    for rd in layout.rounds():
-        if path == rd.responses:
-            return "generated", data_files(path), ["response"]
-        if path == rd.scores:
-            return "judged", data_files(path), ["prompt", "response"]
     return None
 
 
@@ -134,11 +131,11 @@ def run_throughput(run_dir: Path) -> dict[str, dict[str, Any]]:
     out = {}
     for stage in committed_stages(run_dir):
         info, tokens, of, seconds = stage["info"], None, None, None
-        if stage["folder"].startswith("checkpoints/") and info.get("last_num_tokens") is not None:
+        if stage["kind"] == "train" and info.get("last_num_tokens") is not None:
             # TRL's count of the tokens it trained on, over its own time (without Ray Train's start-up)
             tokens, of, seconds = int(info["last_num_tokens"]), "trained", info.get("seconds")
         elif tokenizer is not None:
-            source = _token_source(run_dir, stage["folder"])
+            source = _token_source(run_dir, stage["folder"], stage["kind"])
             if source is not None and source[1]:
                 try:
                     tokens, of = count_tokens(tokenizer, source[1], source[2]), source[0]
@@ -312,7 +309,7 @@ def _plot_stages(stages: list[dict]):
     colours = {"train": "tab:blue", "generate": "tab:green", "judge": "tab:orange", "other": "tab:gray"}
     fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(stages) + 1.2))
     labels = [s["label"] for s in stages]
-    kinds = [report_data.stage_kind(label) for label in labels]
+    kinds = [report_data.timing_group(s.get("kind", "")) for s in stages]
     ax.barh(range(len(stages)), [s["seconds"] for s in stages], color=[colours[k] for k in kinds])
     ax.set_yticks(range(len(stages)), labels, fontsize="small")
     ax.invert_yaxis()

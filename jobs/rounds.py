@@ -76,7 +76,7 @@ def draw_stage(ctx: RunContext, r: int, pool_file: Path) -> Path:
         w.info = {"method": method, "unused_before": len(ids) - len(used),
                   "diversity": diversity_report(drawn, baselines, text, cluster, unit)}
 
-    info = ctx.stage(out, f"round {r} draw", build).info
+    info = ctx.stage(out, f"round {r} draw", build, kind="draw", round=r).info
     say(f"round {r} draw ({method}) vs random: " + ", ".join(
         f"{key} {info['diversity']['draw'][key]:.3g}/{info['diversity']['random'][key]:.3g}"
         for key in info["diversity"]["draw"]))
@@ -97,7 +97,7 @@ def responses_stage(ctx: RunContext, r: int, draw_file: Path, checkpoints: dict[
         w.rows = streamed.rows
         w.info = {"split": split, **streamed.info()}
 
-    ctx.stage(out, f"round {r} responses", build)
+    ctx.stage(out, f"round {r} responses", build, kind="responses", round=r)
     return out
 
 
@@ -110,7 +110,7 @@ def scores_stage(ctx: RunContext, r: int, responses: Path, judge: Path) -> Path:
         w.rows = streamed.rows
         w.info = {"judge": str(judge), "scoring": ctx.cfg.judge.scoring, **streamed.info()}
 
-    ctx.stage(out, f"round {r} judge", build)
+    ctx.stage(out, f"round {r} judge", build, kind="scores", round=r)
     return out
 
 
@@ -131,7 +131,7 @@ def best_stage(ctx: RunContext, r: int, scores: Path) -> Manifest:
                   "missing_samples": sum(row["missing"] for row in rows),
                   "winners_by_checkpoint": _count(b["checkpoint"] for b in best)}
 
-    return ctx.stage(out, f"round {r} best-of-N", build)
+    return ctx.stage(out, f"round {r} best-of-N", build, kind="best", round=r)
 
 
 def _mean(values: list[float]) -> float:
@@ -174,8 +174,8 @@ def judge_and_train(ctx: RunContext, r: int, base: Path, responses: Path, judge:
         ckpt, trained_on = dpo_round(ctx, r, scores)
     else:
         rows = round_training_rows(ctx, r, seed_sft)
-        ckpt, trained_on = train_stage(ctx, f"round-{r}", base, rows, ctx.cfg.seed + 1000 * r), len(rows)
-    seconds = sum(t for label, t in ctx.timings.items() if label.startswith(f"round {r} ") or label == f"train round-{r}")
+        ckpt, trained_on = train_stage(ctx, f"round-{r}", base, rows, ctx.cfg.seed + 1000 * r, round=r), len(rows)
+    seconds = ctx.round_seconds.get(r, 0.0)
     return RoundResult(r, ctx.cfg.round.prompts_per_round, info["responses"], info["mean_score_all"],
                        info["mean_score_best"], trained_on, ckpt, round(seconds, 1),
                        read_manifest(ctx.layout.round(r).draw).info["diversity"])

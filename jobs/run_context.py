@@ -49,7 +49,8 @@ class RunContext:
     cfg: AlmaConfig
     run_dir: Path
     config_hash: str = ""
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # stage label -> seconds
+    round_seconds: dict[int, float] = field(default_factory=dict)  # round -> seconds of its stages
     remote: RemoteRunFolder | None = None  # the run folder at cfg.out_dir when that is a URI
     force: bool = False  # keep stages committed under another config (`alma run --force`)
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage label -> rows that failed for good
@@ -127,25 +128,33 @@ class RunContext:
             self.remote.upload_stage(stage_dir)
         return done
 
-    def stage(self, stage_dir: Path, label: str, build: Callable[[StageWriter], None]) -> Manifest:
-        """Run `build` into a temporary folder and commit it, unless it was committed before."""
+    def stage(self, stage_dir: Path, label: str, build: Callable[[StageWriter], None], kind: str = "",
+              round: int | None = None) -> Manifest:
+        """Run `build` into a temporary folder and commit it, unless it was committed before. `kind` (one of
+        core.manifest.STAGE_KINDS) and `round` go into the manifest, for status, report and eval to read."""
         done = self._sync(stage_dir)
         if done is not None:
             say(f"{label}: already committed ({done.rows} rows{self._errors(label, stage_dir, done)}), skipped")
-            self.timings[label] = done.seconds
+            self._timed(label, round, done.seconds)
             return done
         say(f"{label}: started")
-        with stage_running(self.run_dir, label), commit_stage(stage_dir, label, self.config_hash) as writer:
+        with stage_running(self.run_dir, label), \
+                commit_stage(stage_dir, label, self.config_hash, kind, round) as writer:
             build(writer)
         manifest = read_manifest(stage_dir)
         assert manifest is not None
         if self.remote is not None:
             self.remote.upload_stage(stage_dir)
             self._publish()
-        self.timings[label] = manifest.seconds
+        self._timed(label, round, manifest.seconds)
         rows = "" if manifest.rows is None else f", {manifest.rows} rows"
         say(f"{label}: committed in {manifest.seconds:.1f}s{rows}{self._errors(label, stage_dir, manifest)}")
         return manifest
+
+    def _timed(self, label: str, round: int | None, seconds: float) -> None:
+        self.timings[label] = seconds
+        if round is not None:
+            self.round_seconds[round] = self.round_seconds.get(round, 0.0) + seconds
 
     def _errors(self, label: str, stage_dir: Path, manifest: Manifest) -> str:
         """Record a stage's permanently failed rows for the summary; the text its progress line gets."""

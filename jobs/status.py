@@ -59,7 +59,9 @@ def _read_json(path: Path) -> Any:
 
 
 def committed_stages(run_dir: Path) -> list[dict[str, Any]]:
-    """Every committed stage: label, folder (relative), rows, seconds, committed_at, info; in commit order."""
+    """Every committed stage: label, folder (relative), kind, round, rows, seconds, committed_at, info; in
+    commit order."""
+    layout = RunLayout(run_dir)
     stages = []
     for root, dirs, files in os.walk(run_dir):
         here = Path(root)
@@ -70,7 +72,10 @@ def committed_stages(run_dir: Path) -> list[dict[str, Any]]:
             dirs[:] = []  # a stage's own subfolders hold no further stages
             manifest = _read_json(here / MANIFEST)
             if isinstance(manifest, dict) and "stage" in manifest:
+                # Manifests of older runs have no kind or round: the layout knows them by their folder.
                 stages.append({"label": manifest["stage"], "folder": str(here.relative_to(run_dir)),
+                               "kind": manifest.get("kind") or layout.kind_of(here),
+                               "round": manifest.get("round") or layout.round_of(here),
                                "rows": manifest.get("rows"), "seconds": manifest.get("seconds") or 0.0,
                                "committed_at": manifest.get("committed_at") or 0.0,
                                "info": manifest.get("info") or {}})
@@ -113,15 +118,6 @@ def _stage_folder(tmp: Path, run_dir: Path) -> str:
     return str(tmp.relative_to(run_dir).parent / tmp.name.removeprefix(".tmp-").rsplit("-", 1)[0])
 
 
-def _round_of(folder: str) -> int | None:
-    parts = Path(folder).parts
-    if len(parts) >= 2 and parts[0] == "rounds" and parts[1].isdigit():
-        return int(parts[1])
-    if len(parts) == 2 and parts[0] == "checkpoints" and parts[1].startswith("round-") and parts[1][6:].isdigit():
-        return int(parts[1][6:])
-    return None
-
-
 def run_status(run_dir: Path, now: float | None = None) -> RunStatus:
     """Read the run folder and say where the run stands."""
     run_dir = Path(run_dir)
@@ -144,10 +140,11 @@ def run_status(run_dir: Path, now: float | None = None) -> RunStatus:
     alive_tmp = [t for t, pid in tmp if pid is not None and _pid_alive(pid)]
     leftovers = [str(t.relative_to(run_dir)) for t, pid in tmp if t not in alive_tmp]
 
-    rounds_of = [r for r in (_round_of(s["folder"]) for s in stages) if r is not None]
-    rounds_of += [r for r in (_round_of(_stage_folder(t, run_dir)) for t in alive_tmp) if r is not None]
-    done_rounds = {r for r in range(1, (max(rounds_of) if rounds_of else 0) + 1)
-                   if any(s["folder"] == f"checkpoints/round-{r}" for s in stages)}
+    rounds_of = [s["round"] for s in stages if s["round"] is not None]
+    rounds_of += [r for r in (RunLayout(run_dir).round_of(run_dir / _stage_folder(t, run_dir)) for t in alive_tmp)
+                  if r is not None]
+    # A round is done once its model is trained (the last stage of a round, SFT or DPO).
+    done_rounds = {s["round"] for s in stages if s["round"] is not None and s["kind"] == "train"}
 
     running = progress if progress and progress.get("state") == "running" else None
     if driver_alive or (not same_host and running) or (progress is None and alive_tmp):

@@ -61,6 +61,14 @@ def test_outputs_hold_together(tiny_run):
     assert Path(summary["final_checkpoint"]).joinpath("model.safetensors").exists()
     for name in ("sft-1", "sft-2", "judge", "judge-distilled", "round-1", "round-2"):
         assert read_manifest(out / "checkpoints" / name) is not None
+    from alma.core.manifest import STAGE_KINDS
+    from alma.jobs.status import committed_stages
+
+    stages = committed_stages(out)
+    assert stages and all(read_manifest(out / s["folder"]).kind in STAGE_KINDS for s in stages), \
+        "every stage manifest says what it is"
+    assert {(s["kind"], s["round"]) for s in stages if s["round"]} == {
+        (kind, r) for r in range(1, R + 1) for kind in ("draw", "responses", "scores", "best", "train")}
 
 
 def test_run_ends_with_its_report_and_throughput(tiny_run):

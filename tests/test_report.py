@@ -60,8 +60,7 @@ def test_statistics_histogram_and_checkpoint_contribution():
     c = rd.checkpoint_contribution(scores, [{"checkpoint": "sft-2", "score": 9.0}])
     assert c == {"sft-1": {"responses": 2, "mean_score": 3.0, "wins": 0, "response_share": 0.5, "win_share": 0.0},
                  "sft-2": {"responses": 2, "mean_score": 5.0, "wins": 1, "response_share": 0.5, "win_share": 1.0}}
-    assert [rd.stage_kind(s) for s in ("train round-1", "round 2 responses", "round 2 judge",
-                                       "judge distill labels", "pool clusters")] == \
+    assert [rd.timing_group(k) for k in ("train", "responses", "scores", "distill-labels", "pool-clusters")] == \
         ["train", "generate", "judge", "judge", "other"]
 
 
