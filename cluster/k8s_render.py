@@ -1,19 +1,17 @@
-"""`alma k8s render`: build a kustomize overlay of k8s/ without kustomize, then apply `--set` values.
+"""`alma k8s render`: build a kustomize overlay of k8s/ with kustomize, then apply `--set` values.
 
-The builder implements exactly the kustomize features the manifests use (resources from files and folders,
-a secretGenerator reading files, JSON 6902 patches with a target, `images`, metadata `labels`) and refuses
-any other, so that its output is what `kubectl kustomize` prints; the tests compare the two when kubectl
-is installed. Values are the few things a user changes per deployment (image, volume size, GPUs per pod,
+The overlays are built by `kubectl kustomize` (or `kustomize build`): alma does not re-implement it. Values are the few things a user changes per deployment (image, volume size, GPUs per pod,
 model, run folder, ...; `run.KEY` for any field of the run's config), applied to the built objects so that
 nobody edits YAML for them, and checked: a bad one is a ConfigError, one line at the CLI.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,109 +21,46 @@ from alma.core.errors import ConfigError
 
 Doc = dict[str, Any]
 
-_KUSTOMIZATION_KEYS = {"apiVersion", "kind", "resources", "patches", "secretGenerator", "images", "labels"}
-_TARGET_KEYS = {"group", "version", "kind", "name"}
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _GPU = "nvidia.com/gpu"
 
 
-# ---- the kustomize subset --------------------------------------------------------------------------
+# ---- building an overlay: kustomize's job --------------------------------------------------------
+
+KUSTOMIZE_TOOLS = (("kubectl", "kustomize"), ("kustomize", "build"))
+TOKEN_FILE = Path("base") / "judge-token"  # read by the base's secretGenerator; git-ignored, the user writes it
 
 
-def _load_yaml(path: Path) -> Any:
+def kustomize_command() -> list[str]:
+    """`kubectl kustomize` where kubectl is installed, else `kustomize build`; a one-line error without either."""
+    for tool, verb in KUSTOMIZE_TOOLS:
+        path = shutil.which(tool)
+        if path:
+            return [path, verb]
+    raise ConfigError("alma k8s render builds the overlays with kustomize: install kubectl (it has kustomize "
+                      "built in) or kustomize, and put it on PATH")
+
+
+def build(folder: Path) -> list[Doc]:
+    """The objects kustomize builds from the kustomization in `folder`."""
+    command = [*kustomize_command(), str(folder)]
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read it ({e.strerror or e})") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({getattr(e, 'problem', e)})") from None
-
-
-def _load_documents(path: Path) -> list[Doc]:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ConfigError(f"{' '.join(command)}: {e}") from None
+    if done.returncode != 0:
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        raise ConfigError(f"{' '.join(command)} failed: {lines[-1] if lines else f'exit code {done.returncode}'}")
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read it ({e.strerror or e})") from None
+        docs = [d for d in yaml.safe_load_all(done.stdout) if d]
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        raise ConfigError(f"{' '.join(command)} printed no YAML ({getattr(e, 'problem', e)})") from None
     for doc in docs:
         if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict) or "kind" not in doc:
-            raise ConfigError(f"{path}: every document must be a Kubernetes object with kind and metadata")
+            raise ConfigError(f"{' '.join(command)}: every document must be a Kubernetes object")
     return docs
-
-
-def _resource_id(doc: Doc) -> tuple[str, str, str]:
-    return doc.get("apiVersion", ""), doc.get("kind", ""), doc.get("metadata", {}).get("name", "")
-
-
-def _pointer(path: str) -> list[str]:
-    if not path.startswith("/"):
-        raise ValueError(f"path {path!r} must start with '/'")
-    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
-
-
-def _index(node: list, token: str, op: str) -> int:
-    if token == "-" and op == "add":
-        return len(node)
-    if not token.isdigit() or int(token) > len(node) - (op != "add"):
-        raise ValueError(f"no list index {token!r}")
-    return int(token)
-
-
-def apply_json_patch(doc: Doc, ops: list[dict[str, Any]]) -> Doc:
-    """RFC 6902 add / replace / remove on a copy of `doc` (what kustomize's JSON patches use)."""
-    doc = copy.deepcopy(doc)
-    for op in ops:
-        kind, tokens = op.get("op"), _pointer(op.get("path", ""))
-        if kind not in ("add", "replace", "remove"):
-            raise ValueError(f"operation {kind!r} is not supported (add, replace, remove)")
-        parent: Any = doc
-        for token in tokens[:-1]:
-            if isinstance(parent, list):
-                parent = parent[_index(parent, token, "get")]
-            elif isinstance(parent, dict) and token in parent:
-                parent = parent[token]
-            else:
-                raise ValueError(f"{op['path']}: missing {token!r}")
-        last = tokens[-1]
-        if isinstance(parent, list):
-            i = _index(parent, last, kind)
-            if kind == "add":
-                parent.insert(i, copy.deepcopy(op["value"]))
-            elif kind == "replace":
-                parent[i] = copy.deepcopy(op["value"])
-            else:
-                del parent[i]
-        elif isinstance(parent, dict):
-            if kind != "add" and last not in parent:
-                raise ValueError(f"{op['path']}: missing {last!r}")
-            if kind == "remove":
-                del parent[last]
-            else:
-                parent[last] = copy.deepcopy(op["value"])
-        else:
-            raise ValueError(f"{op['path']}: {tokens[-2] if len(tokens) > 1 else 'document'} is not a map or list")
-    return doc
-
-
-def _matches(doc: Doc, target: dict[str, str]) -> bool:
-    group, _, version = doc.get("apiVersion", "").rpartition("/")
-    wanted = {"group": group, "version": version, "kind": doc.get("kind"), "name": doc["metadata"].get("name")}
-    return all(wanted[key] == value for key, value in target.items())
-
-
-def _split_image(image: str) -> tuple[str, str]:
-    """("name", ":tag" or "@digest" or "")."""
-    if "@" in image:
-        name, digest = image.split("@", 1)
-        return name, "@" + digest
-    slash = image.rfind("/")
-    colon = image.rfind(":")
-    if colon > slash:
-        return image[:colon], image[colon:]
-    return image, ""
 
 
 def _containers(node: Any) -> list[dict[str, Any]]:
@@ -141,97 +76,6 @@ def _containers(node: Any) -> list[dict[str, Any]]:
         for item in node:
             found += _containers(item)
     return found
-
-
-def _set_images(docs: list[Doc], images: list[dict[str, str]]) -> None:
-    for rule in images:
-        if "name" not in rule or set(rule) - {"name", "newName", "newTag", "digest"}:
-            raise ConfigError(f"images: {rule}: only name, newName, newTag and digest are supported")
-        for container in (c for doc in docs for c in _containers(doc)):
-            name, suffix = _split_image(container.get("image", ""))
-            if name != rule["name"]:
-                continue
-            if "digest" in rule:
-                suffix = "@" + rule["digest"]
-            elif "newTag" in rule:
-                suffix = ":" + rule["newTag"]
-            container["image"] = rule.get("newName", name) + suffix
-
-
-def _secret(folder: Path, spec: dict[str, Any]) -> Doc:
-    unknown = set(spec) - {"name", "files", "literals", "type", "options"}
-    options = spec.get("options", {})
-    unknown |= set(options) - {"disableNameSuffixHash", "labels", "annotations"}
-    if unknown:
-        raise ConfigError(f"{folder}: secretGenerator {spec.get('name')}: {', '.join(sorted(unknown))} not supported")
-    if options.get("disableNameSuffixHash") is not True:
-        # kustomize would append a content hash to the name, and nothing here rewrites references to it.
-        raise ConfigError(f"{folder}: secretGenerator {spec['name']}: set options.disableNameSuffixHash: true")
-    data: dict[str, bytes] = {}
-    for entry in spec.get("files", []):
-        key, _, relative = entry.rpartition("=") if "=" in entry else ("", "", entry)
-        path = folder / relative
-        if not path.is_file():
-            raise ConfigError(f"{path}: missing; secretGenerator {spec['name']} reads it (k8s/README.md says how "
-                              "to create it)")
-        data[key or Path(relative).name] = path.read_bytes()
-    for entry in spec.get("literals", []):
-        key, _, value = entry.partition("=")
-        data[key] = value.encode()
-    metadata: dict[str, Any] = {"name": spec["name"]}
-    for field in ("labels", "annotations"):
-        if options.get(field):
-            metadata[field] = dict(options[field])
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": spec.get("type", "Opaque"),
-            "data": {key: base64.b64encode(value).decode() for key, value in sorted(data.items())}}
-
-
-def build(folder: Path) -> list[Doc]:
-    """The objects of the kustomization in `folder`, in kustomize's order of operations."""
-    kustomization = _load_yaml(folder / "kustomization.yaml")
-    if not isinstance(kustomization, dict):
-        raise ConfigError(f"{folder / 'kustomization.yaml'}: not a kustomization")
-    unknown = set(kustomization) - _KUSTOMIZATION_KEYS
-    if unknown:
-        raise ConfigError(f"{folder / 'kustomization.yaml'}: {', '.join(sorted(unknown))} not supported by this "
-                          "renderer; use kubectl kustomize")
-    docs: list[Doc] = []
-    for entry in kustomization.get("resources", []):
-        path = (folder / entry).resolve()
-        if path.is_dir():
-            docs += build(path)
-        else:
-            docs += _load_documents(path)
-    docs += [_secret(folder, spec) for spec in kustomization.get("secretGenerator", [])]
-    seen: set[tuple[str, str, str]] = set()
-    for doc in docs:
-        if _resource_id(doc) in seen:
-            raise ConfigError(f"{folder}: {'/'.join(_resource_id(doc))} is defined twice")
-        seen.add(_resource_id(doc))
-    for patch in kustomization.get("patches", []):
-        target = patch.get("target", {})
-        if not target or set(target) - _TARGET_KEYS or set(patch) - {"path", "patch", "target"}:
-            raise ConfigError(f"{folder}: patches need a target of {sorted(_TARGET_KEYS)} and a path or patch")
-        ops = _load_yaml(folder / patch["path"]) if "path" in patch else yaml.safe_load(patch["patch"])
-        if not isinstance(ops, list):
-            raise ConfigError(f"{folder}: {patch.get('path', 'inline patch')}: only JSON 6902 patches (a list of "
-                              "operations) are supported by this renderer")
-        hits = [i for i, doc in enumerate(docs) if _matches(doc, target)]
-        if not hits:
-            raise ConfigError(f"{folder}: patch {patch.get('path', '')} matches no resource ({target})")
-        for i in hits:
-            try:
-                docs[i] = apply_json_patch(docs[i], ops)
-            except (ValueError, KeyError, IndexError, TypeError) as e:
-                raise ConfigError(f"{folder}: patch {patch.get('path', '')} on {docs[i]['metadata']['name']}: {e}") \
-                    from None
-    _set_images(docs, kustomization.get("images", []))
-    for rule in kustomization.get("labels", []):
-        if rule.get("includeSelectors") or rule.get("includeTemplates"):
-            raise ConfigError(f"{folder}: labels with includeSelectors/includeTemplates are not supported")
-        for doc in docs:
-            doc["metadata"].setdefault("labels", {}).update(rule.get("pairs", {}))
-    return docs
 
 
 # ---- values --------------------------------------------------------------------------------------
@@ -495,6 +339,11 @@ def render_docs(k8s_dir: Path, overlay: str, assignments: list[str]) -> list[Doc
     else:
         raise ConfigError(f"--overlay {overlay}: no such overlay in {k8s_dir}; choose one of "
                           f"{', '.join(['base', *overlays(k8s_dir)])}")
+    token = k8s_dir / TOKEN_FILE
+    if not token.is_file():
+        # kustomize would fail too, in words about symlinks; say what is missing and where the docs are
+        raise ConfigError(f"{token}: missing; the judge's token Secret is built from it (docs/kubernetes.md says "
+                          "how to create it)")
     docs = apply_values(build(folder), values)
     return sorted(docs, key=lambda d: (_ORDER.get(d["kind"], len(_ORDER)), d["kind"], d["metadata"]["name"]))
 
