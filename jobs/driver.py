@@ -59,7 +59,7 @@ def run(cfg: AlmaConfig, force: bool = False) -> dict:
     from alma.jobs.distill import self_distill
     from alma.jobs.initial_models import initial_models
     from alma.jobs.pool import build_pool
-    from alma.jobs.rounds import judge_and_train, synthesize
+    from alma.jobs.rounds import draw_and_sample, judge_and_train
     from alma.models import resolve_model
 
     sft_file, judge_file = seed_file(cfg.seed_sft, "sft"), seed_file(cfg.seed_judge, "judge")
@@ -89,7 +89,7 @@ def run(cfg: AlmaConfig, force: bool = False) -> dict:
         pool_file = build_pool(ctx, base, [e.user_prompt for e in seed_sft])
         results = []
         for r in range(1, cfg.rounds + 1):
-            responses = synthesize(ctx, r, pool_file, sft_paths)
+            responses = draw_and_sample(ctx, r, pool_file, sft_paths)
             if r == 1:
                 # Distilled on round 1's responses before they are judged, then fixed for every round.
                 judge_path = self_distill(ctx, responses, judge_path, rubric)

@@ -1,7 +1,7 @@
 """Steps 2-4 of one round: draw fresh prompts, sample N responses over the checkpoint mix, judge them,
 keep the best of N, and retrain from the base on the seed data plus every round's best so far.
 
-A round is two calls, `synthesize` then `judge_and_train`, because the judge's self-distillation
+A round is two calls, `draw_and_sample` then `judge_and_train`, because the judge's self-distillation
 (jobs/distill.py) runs between them in round 1.
 """
 
@@ -23,11 +23,13 @@ from alma.core.draw import draw_clustered, draw_random
 from alma.core.manifest import Manifest, StageWriter, read_manifest
 from alma.core.seeds import SftExample
 from alma.core.selection import best_of_n, effective_mix, split_n
-from alma.jobs.dpo import dpo_round
-from alma.jobs.initial_models import sft_rows, train_stage
+from alma.jobs import round_dpo, round_sft
 from alma.jobs.pool import read_clusters, unit_vectors
 from alma.jobs.run_context import RunContext
 from alma.jobs.streaming import read_table, stream_through
+
+# round.training -> the round trainer: train_round(ctx, r, base, scores, seed_sft) -> (checkpoint, rows)
+ROUND_TRAINERS = {"sft": round_sft.train_round, "dpo": round_dpo.train_round}
 
 
 
@@ -145,17 +147,7 @@ def _count(items) -> dict[str, int]:
     return out
 
 
-def round_training_rows(ctx: RunContext, r: int, seed_sft: list[SftExample]) -> list[dict]:
-    """Seed SFT data plus the best responses of rounds 1..r (the paper retrains on everything so far)."""
-    rows = sft_rows(seed_sft, ctx.cfg.train.seed_rows, ctx.cfg.seed)
-    for k in range(1, r + 1):
-        for b in pq.read_table(ctx.layout.round(k).best_file).to_pylist():
-            rows.append({"prompt": [{"role": "user", "content": b["prompt"]}], "completion": b["response"],
-                         "source": f"round-{k}"})
-    return rows
-
-
-def synthesize(ctx: RunContext, r: int, pool_file: Path, sft_paths: list[Path]) -> Path:
+def draw_and_sample(ctx: RunContext, r: int, pool_file: Path, sft_paths: list[Path]) -> Path:
     """Draw round r's K prompts and sample their N responses; returns the responses folder."""
     checkpoints = {f"sft-{i}": p for i, p in enumerate(sft_paths, start=1)}
     if r > 1:
@@ -167,14 +159,10 @@ def synthesize(ctx: RunContext, r: int, pool_file: Path, sft_paths: list[Path]) 
 def judge_and_train(ctx: RunContext, r: int, base: Path, responses: Path, judge: Path,
                     seed_sft: list[SftExample]) -> RoundResult:
     """Judge round r's responses with the deployed judge, keep the best of N, retrain from the base (or,
-    with round.training dpo, train on preference pairs: jobs/dpo.py)."""
+    with round.training dpo, train on preference pairs: jobs/round_dpo.py)."""
     scores = scores_stage(ctx, r, responses, judge)
     info = best_stage(ctx, r, scores).info
-    if ctx.cfg.round.training == "dpo":
-        ckpt, trained_on = dpo_round(ctx, r, scores)
-    else:
-        rows = round_training_rows(ctx, r, seed_sft)
-        ckpt, trained_on = train_stage(ctx, f"round-{r}", base, rows, ctx.cfg.seed + 1000 * r, round=r), len(rows)
+    ckpt, trained_on = ROUND_TRAINERS[ctx.cfg.round.training](ctx, r, base, scores, seed_sft)
     seconds = ctx.round_seconds.get(r, 0.0)
     return RoundResult(r, ctx.cfg.round.prompts_per_round, info["responses"], info["mean_score_all"],
                        info["mean_score_best"], trained_on, ckpt, round(seconds, 1),

@@ -3,7 +3,7 @@
 Every model of the recipe (both initial SFT models, the judge, each round's model) is trained here from a
 base checkpoint on a prompt/completion table, so the whole recipe shares one training path. Rank 0 writes
 the final weights straight into the stage's temporary folder, which the stage then commits atomically.
-The DPO variant's rounds (jobs/dpo.py) run TRL's DPOTrainer through the same `fit` and `run_trainer`.
+The DPO variant's rounds (jobs/round_dpo.py) run TRL's DPOTrainer through the same `fit` and `run_trainer`.
 
 A worker that dies (its process, its node) fails the attempt; Ray Train's FailureConfig starts the worker
 group again, up to `train.max_failures` times, and the loop continues from the last checkpoint it

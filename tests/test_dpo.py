@@ -47,7 +47,7 @@ def test_bad_dpo_and_eval_settings(overrides, fragment):
 
 def test_start_reference_and_data_per_round(tmp_path):
     from alma.core.pairs import Pair
-    from alma.jobs.dpo import dpo_models, pair_table, preference_rows
+    from alma.jobs.round_dpo import dpo_models, pair_table, preference_rows
     from alma.jobs.run_context import RunContext
 
     def ctx(*overrides):

@@ -3,7 +3,7 @@ with TRL's DPOTrainer inside Ray Train.
 
 Per round r, after best-of-N: `rounds/<rr>/pairs/` holds one pair per prompt (chosen = its best-of-N
 response, rejected = another response scored below it: core.pairs), then `checkpoints/round-<r>` is
-trained on pairs with DPO. What the paper leaves open, and the defaults (README, "DPO"):
+trained on pairs with DPO. What the paper leaves open, and the defaults:
 
 - start (dpo.start: initial): every round starts again from the initial SFT model sft-1, the way the SFT
   variant retrains from the base every round (the paper's reason: no drift, no forgetting). DPO needs an
@@ -30,6 +30,7 @@ from alma.config import DpoConfig, TrainConfig
 from alma.core.errors import RunStateError
 from alma.core.manifest import Manifest, StageWriter
 from alma.core.pairs import Pair, preference_pairs
+from alma.core.seeds import SftExample
 from alma.jobs.run_context import RunContext
 from alma.jobs.streaming import read_table
 from alma.jobs.training import DATA_FILE, fit, load_model, run_trainer, trainer_args, worker_config
@@ -102,8 +103,9 @@ def dpo_models(ctx: RunContext, r: int) -> tuple[Path, Path]:
     return start, start if ctx.cfg.dpo.reference == "start" else initial
 
 
-def dpo_round(ctx: RunContext, r: int, scores: Path) -> tuple[Path, int]:
-    """Round r's pairs, then checkpoints/round-<r> trained on them with DPO; (checkpoint, pairs trained on)."""
+def train_round(ctx: RunContext, r: int, base: Path, scores: Path, seed_sft: list[SftExample]) -> tuple[Path, int]:
+    """Round r's pairs, then checkpoints/round-<r> trained on them with DPO; (checkpoint, pairs trained on).
+    `base` and `seed_sft` are not used: DPO starts from an SFT model (dpo.start), not from the base."""
     pairs_stage(ctx, r, scores)
     rows = preference_rows(ctx, r)
     out = ctx.layout.checkpoint(f"round-{r}")
