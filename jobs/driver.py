@@ -19,7 +19,8 @@ from alma.core.errors import RunStateError
 from alma.core.judge_prompt import load_rubric
 from alma.core.run_layout import RunLayout
 from alma.core.seeds import file_fingerprint, read_judge, read_sft
-from alma.jobs.report import finish_run_report, run_throughput
+from alma.jobs.report import finish_run_report
+from alma.jobs.throughput import run_throughput
 from alma.jobs.rounds import RoundResult
 from alma.jobs.run_context import RunContext
 from alma.jobs.seed_data import report_drops

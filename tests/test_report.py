@@ -17,7 +17,9 @@ from run_folder import make_run
 
 from alma.cli import main
 from alma.core import report_data as rd
-from alma.jobs.report import PLOTS, count_tokens, run_throughput, write_report
+from alma.jobs.report import write_report
+from alma.jobs.report_plots import PLOTS
+from alma.jobs.throughput import count_tokens, run_throughput
 from alma.jobs.streaming import read_table
 from alma.jobs.status import run_status
 
@@ -233,3 +235,16 @@ def test_a_report_that_cannot_be_written_never_fails_the_run(tmp_path, capsys):
     run = tmp_path / "run"
     make_run(run, rounds=1)
     assert finish_run_report(SimpleNamespace(run_dir=run, remote=None, location=str(run))) == run / "report.html"
+
+
+def test_the_page_escapes_what_it_shows():
+    """The page is a template with autoescaping: a run folder or stage named like markup stays text."""
+    from alma.jobs.report_html import render_html
+
+    data = {"rounds": [], "stages": [{"label": "<b>x</b>", "rows": 1, "seconds": 1.0, "rows_per_s": 1.0}],
+            "throughput": {}, "eval": None, "note": "</script><script>alert(1)</script>"}
+    page = render_html(data, {}, [("run", "runs/<img src=x onerror=alert(1)>")])
+    assert "<img src=x" not in page and "runs/&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "Nothing committed yet." in page
+    assert json.loads(DATA.search(page).group(1).replace("<\\/", "</"))["note"] == data["note"]
+    assert page.count("</script>") == 1, "the JSON cannot close its script element"
