@@ -5,7 +5,7 @@ base model, both SFT models and each round's new model share one autoscaling poo
 round's checkpoint is served by simply addressing it (no redeploy, no cluster restart), and requests are
 routed to replicas that already hold the checkpoint. Each replica keeps at most MAX_CHECKPOINTS loaded
 (least recently used evicted, its engine closed): base + two SFT seeds + latest. With vLLM each of those
-is its own engine (README, Engines: why not LoRA or weight reloading), and concurrent requests for one
+is its own engine (docs/engines.md: why not LoRA or weight reloading), and concurrent requests for one
 checkpoint join its running batch instead of taking turns.
 """
 

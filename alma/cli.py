@@ -9,10 +9,10 @@ import signal
 import sys
 import threading
 
-from alma.config import DEFAULT_PRESET, PRESETS, dump_config, load_config, load_run_config
+from alma.config import DEFAULT_PRESET, PRESETS, config_reference, dump_config, load_config, load_run_config
 from alma.core.errors import AlmaError, ConfigError
-from alma.jobs.judge_eval import add_arguments as add_eval_arguments
-from alma.jobs.model_eval import add_arguments as add_model_eval_arguments
+from alma.commands.judge_eval import add_arguments as add_eval_arguments
+from alma.commands.model_eval import add_arguments as add_model_eval_arguments
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,6 +79,18 @@ def _config(args: argparse.Namespace):
         raise ConfigError(f"--resume {resume} takes the run's own config.yaml; drop {', '.join(given)} (change "
                           "single fields with --set, and --force to accept the change)")
     return load_run_config(resume, overrides)
+
+
+def _reference_alone(args: argparse.Namespace) -> None:
+    """`alma config --reference` shows the config's own defaults: a flag that would change values is refused,
+    not ignored."""
+    given = [flag for flag, value in (("--preset", args.preset), ("--config", args.config), ("--out", args.out),
+                                      ("--seed-sft", args.seed_sft), ("--seed-judge", args.seed_judge),
+                                      ("--drop-invalid", args.drop_invalid), ("--set", args.overrides or None))
+             if value is not None]
+    if given:
+        raise ConfigError(f"--reference lists every field with the config's own defaults; drop {', '.join(given)} "
+                          "(alma config without --reference prints the resolved values)")
 
 
 def _check_seeds(args: argparse.Namespace) -> None:
@@ -183,8 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true",
                      help="reuse a run folder made with another config or other seed data (its committed stages "
                      "are kept; the old config is saved as config.<hash>.yaml)")
-    show = sub.add_parser("config", help="print the resolved configuration as YAML")
+    show = sub.add_parser("config", help="print the resolved configuration as YAML (--reference: every field)")
     _add_config_args(show)
+    show.add_argument("--reference", action="store_true",
+                      help="print the reference of every config field instead (Markdown: field, type, default, "
+                      "help; docs/configuration.md is its output), with the config's own defaults")
     check = sub.add_parser("check-seeds", help="validate seed files without running anything")
     check.add_argument("--seed-sft", metavar="FILE")
     check.add_argument("--seed-judge", metavar="FILE")
@@ -250,24 +265,28 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     try:
-        if args.command == "config":
+        if args.command == "config" and args.reference:
+            _reference_alone(args)
+            sys.stdout.write(config_reference())
+        elif args.command == "config":
             sys.stdout.write(dump_config(_config(args)))
         elif args.command == "check-seeds":
             _check_seeds(args)
         elif args.command == "data":
-            from alma.jobs.seed_data import data_main
+            from alma.commands.data import data_main
 
             return data_main(args.file, args.kind, _seed_rules(args), args.json)
         elif args.command == "run":
+            from alma.commands.report import finish_run_report
             from alma.jobs.driver import run
 
-            run(_config(args), force=args.force)
+            run(_config(args), force=args.force, finish=finish_run_report)
         elif args.command == "status":
-            from alma.jobs.status import status_main
+            from alma.commands.status import status_main
 
             return status_main(args.run, args.json)
         elif args.command == "report":
-            from alma.jobs.report import report_main
+            from alma.commands.report import report_main
 
             return report_main(args.run, args.out)
         elif args.command == "judge" and args.judge_command == "serve":
@@ -277,11 +296,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         elif args.command == "k8s" and args.k8s_command == "render":
             _k8s_render(args)
         elif args.command == "eval":
-            from alma.jobs.model_eval import model_eval_main
+            from alma.commands.model_eval import model_eval_main
 
             return model_eval_main(args)
         elif args.command == "judge" and args.judge_command == "eval":
-            from alma.jobs.judge_eval import judge_eval_main
+            from alma.commands.judge_eval import judge_eval_main
 
             return judge_eval_main(args)
     except AlmaError as e:

@@ -1,4 +1,4 @@
-"""A small client of the served judge (`alma judge score`); any HTTP client works as well (see README).
+"""A small client of the served judge (`alma judge score`); any HTTP client works as well (see docs/judge-api.md).
 
 Standard library only. Failures the user can act on (unreachable server, refused request) are
 `JudgeClientError`s, which the CLI prints as one line with exit code 2.

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from alma.core.engine_api import Sampling
     from alma.engines.factory import EngineSettings, load_engine
-    from alma.jobs.streaming import read_table
+    from alma.core.tables import read_table
     from alma.models import resolve_model
 
     work = work_dir()

@@ -69,7 +69,7 @@ def _tiled_embeddings(ctx, source: Path, rows: int) -> None:
 
     from alma.core.embeddings import EMBEDDING, to_arrow, to_numpy
     from alma.jobs.pool import embeddings_dir
-    from alma.jobs.streaming import read_table
+    from alma.core.tables import read_table
 
     base = to_numpy(read_table(source)[EMBEDDING])
     rng = np.random.default_rng(rows)

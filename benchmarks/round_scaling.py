@@ -41,7 +41,7 @@ from common import (
 
 def _round(cfg, prompts: list[str], n: int, paths: dict[str, Path], out: Path) -> dict[str, float]:
     from alma.core.selection import best_of_n, split_n
-    from alma.jobs.streaming import read_table
+    from alma.core.tables import read_table
 
     split = split_n(n, {name: 1.0 for name in paths})
     rows = generate_requests(prompts, {name: (paths[name], split.get(name, 0)) for name in paths}, out.name)

@@ -1,6 +1,6 @@
 """The numbers of a run's report, from what its rounds stored: per-round score statistics, the best-of-N
 curve, score histograms, which checkpoint won, prompt diversity and stage timings. Pure: numpy and plain
-rows in, JSON-able dicts out (jobs/report.py reads the run folder and draws them).
+rows in, JSON-able dicts out (commands/report.py reads the run folder and draws them).
 
 The best-of-N curve is exact, not simulated: for a prompt whose N stored scores sorted ascending are
 x_1 <= ... <= x_N, the expected best of n responses drawn without replacement from those N is

@@ -17,8 +17,16 @@ hand elsewhere, so that renaming a folder is one edit.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from alma.core.manifest import MANIFEST
+
+# Folders of a run that hold no stages: Ray's own files, Ray Train's scratch, logs, what the commands write.
+NOT_STAGES = {"ray", "ray_train", "logs", "report", "eval"}
 
 
 @dataclass(frozen=True)
@@ -222,3 +230,34 @@ class RunLayout:
     @property
     def judge_eval(self) -> Path:
         return self.eval_dir / "judge_eval.json"
+
+
+def committed_stages(run_dir: Path) -> list[dict[str, Any]]:
+    """Every committed stage: label, folder (relative), kind, round, rows, seconds, committed_at, info; in
+    commit order."""
+    layout = RunLayout(run_dir)
+    stages = []
+    for root, dirs, files in os.walk(run_dir):
+        here = Path(root)
+        if here == run_dir:
+            dirs[:] = [d for d in dirs if d not in NOT_STAGES]
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if MANIFEST in files and here != run_dir:
+            dirs[:] = []  # a stage's own subfolders hold no further stages
+            manifest = _read_json(here / MANIFEST)
+            if isinstance(manifest, dict) and "stage" in manifest:
+                # Manifests of older runs have no kind or round: the layout knows them by their folder.
+                stages.append({"label": manifest["stage"], "folder": str(here.relative_to(run_dir)),
+                               "kind": manifest.get("kind") or layout.kind_of(here),
+                               "round": manifest.get("round") or layout.round_of(here),
+                               "rows": manifest.get("rows"), "seconds": manifest.get("seconds") or 0.0,
+                               "committed_at": manifest.get("committed_at") or 0.0,
+                               "info": manifest.get("info") or {}})
+    return sorted(stages, key=lambda s: s["committed_at"])
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -19,7 +19,8 @@ from alma.core.judge_prompt import judge_messages, judge_target
 from alma.core.manifest import StageWriter
 from alma.jobs.initial_models import train_stage
 from alma.jobs.run_context import RunContext
-from alma.jobs.streaming import read_table, stream_through
+from alma.core.tables import read_table
+from alma.jobs.streaming import stream_through
 
 DISTILLED = "judge-distilled"
 

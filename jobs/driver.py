@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,11 +20,10 @@ from alma.core.errors import RunStateError
 from alma.core.judge_prompt import load_rubric
 from alma.core.run_layout import RunLayout
 from alma.core.seeds import file_fingerprint, read_judge, read_sft
-from alma.jobs.report import finish_run_report
-from alma.jobs.throughput import run_throughput
 from alma.jobs.rounds import RoundResult
 from alma.jobs.run_context import RunContext
 from alma.jobs.seed_data import report_drops
+from alma.jobs.throughput import run_throughput
 from alma.seedsets import provenance_of, seed_file
 
 
@@ -53,8 +53,10 @@ def check_run_folder(run_dir: Path, seeds: dict, force: bool) -> None:
                             "restore the files, pass --out NEW_FOLDER, or --force to keep its committed stages")
 
 
-def run(cfg: AlmaConfig, force: bool = False) -> dict:
-    """Run (or resume) the configured ALMA run; returns the summary also written to summary.json."""
+def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], object] | None = None) -> dict:
+    """Run (or resume) the configured ALMA run; returns the summary also written to summary.json. `finish` is
+    called with the run once it is done: `alma run` writes the report there (commands/report.py), a layer
+    above this one."""
     from alma.cluster.local import start_ray, stop_ray
     from alma.cluster.serve_apps import deploy_generator, deploy_judge, start_serve
     from alma.jobs.distill import self_distill
@@ -110,5 +112,6 @@ def run(cfg: AlmaConfig, force: bool = False) -> dict:
         say(f"{label}: {failed['errors']} rows failed for good ({failed['rows_lost']} results missing); "
             f"their reasons are in {failed['table']}")
     say(f"final model: {results[-1].checkpoint}  (summary: {ctx.layout.summary})")
-    finish_run_report(ctx)
+    if finish is not None:
+        finish(ctx)
     return json.loads(json.dumps(summary))

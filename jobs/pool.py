@@ -31,7 +31,8 @@ from alma.core.near_dup import NearDuplicateIndex
 from alma.core.prompts import PromptFilter, few_shot_request, normalize, parse_reply, prompt_id, sample_few_shot
 from alma.jobs.progress import watch_rows
 from alma.jobs.run_context import RunContext
-from alma.jobs.streaming import actor_fault_options, data_module, read_table, stream_through
+from alma.core.tables import read_table
+from alma.jobs.streaming import actor_fault_options, data_module, stream_through
 
 CLUSTERS_FILE = "clusters.parquet"
 KMEANS_FILE = "kmeans.npz"

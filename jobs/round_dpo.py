@@ -32,7 +32,7 @@ from alma.core.manifest import Manifest, StageWriter
 from alma.core.pairs import Pair, preference_pairs
 from alma.core.seeds import SftExample
 from alma.jobs.run_context import RunContext
-from alma.jobs.streaming import read_table
+from alma.core.tables import read_table
 from alma.jobs.training import DATA_FILE, fit, load_model, run_trainer, trainer_args, worker_config
 
 INITIAL = "sft-1"

@@ -26,7 +26,8 @@ from alma.core.selection import best_of_n, effective_mix, split_n
 from alma.jobs import round_dpo, round_sft
 from alma.jobs.pool import read_clusters, unit_vectors
 from alma.jobs.run_context import RunContext
-from alma.jobs.streaming import read_table, stream_through
+from alma.core.tables import read_table
+from alma.jobs.streaming import stream_through
 
 # round.training -> the round trainer: train_round(ctx, r, base, scores, seed_sft) -> (checkpoint, rows)
 ROUND_TRAINERS = {"sft": round_sft.train_round, "dpo": round_dpo.train_round}

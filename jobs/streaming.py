@@ -22,26 +22,13 @@ from alma.actors.callers import ATTEMPTS, ERROR, ROWS_LOST
 from alma.config import AlmaConfig
 from alma.core.batching import order_requests
 from alma.core.errors import RunStateError
+from alma.core.tables import ERRORS_FILE, data_files, read_table
 from alma.jobs.progress import watch_rows
 
-ERRORS_FILE = "errors.parquet"
 # Stage inputs up to this many rows are read by the driver and handed to Ray Data in memory; larger ones
 # are read by Ray Data's own read tasks, in parallel and without passing through the driver.
 INLINE_ROWS = 200_000
 _RAW = "_streamed"  # Ray Data's own output, split into results and errors before the stage commits
-
-
-def data_files(folder: Path) -> list[Path]:
-    """A stage folder's Parquet result files (its errors table is not one of them)."""
-    return sorted(f for f in folder.glob("*.parquet") if f.name != ERRORS_FILE)
-
-
-def read_table(folder: Path) -> pa.Table:
-    """All Parquet result files of a stage folder as one table (stages may write several files)."""
-    files = data_files(folder)
-    if not files:
-        raise FileNotFoundError(f"no Parquet files in {folder}")
-    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
 
 
 def data_module():

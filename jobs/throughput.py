@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 from alma.core import report_data
 from alma.core.run_layout import RunLayout
-from alma.jobs.status import committed_stages
-from alma.jobs.streaming import data_files
+from alma.core.run_layout import committed_stages
+from alma.core.tables import data_files
 
 log = logging.getLogger("alma")
 

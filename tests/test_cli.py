@@ -47,7 +47,7 @@ def test_sigterm_unwinds_the_command_so_its_engines_are_closed(tmp_path):
     marker = tmp_path / "closed"
     script = (
         "import sys, time\n"
-        "import alma.jobs.model_eval as model_eval\n"
+        "import alma.commands.model_eval as model_eval\n"
         "from alma import cli\n"
         "def blocking(args):\n"
         "    try:\n"

@@ -60,7 +60,8 @@ def test_judge_returns_expected_score_and_distribution(cluster):
 
 def test_data_streams_through_deployments_with_exact_counts(cluster):
     from alma.actors.callers import GenerateCaller, JudgeCaller
-    from alma.jobs.streaming import read_table, stream_through
+    from alma.core.tables import read_table
+    from alma.jobs.streaming import stream_through
 
     cfg, (m1, m2) = cluster["cfg"], cluster["models"]
     rows = [{"prompt_id": f"p{i}", "prompt": f"Question {i}?", "mode": "chat", "checkpoint": name,
@@ -85,7 +86,8 @@ def test_concurrent_calls_per_actor_give_the_same_rows(cluster):
     """Two calls in flight per caller actor (threads) change when calls run, not what they return: a call's
     rows and seed are fixed before the actor sees it."""
     from alma.actors.callers import GenerateCaller
-    from alma.jobs.streaming import read_table, stream_through
+    from alma.core.tables import read_table
+    from alma.jobs.streaming import stream_through
 
     (m1, m2) = cluster["models"]
     rows = [{"prompt_id": f"p{i}", "prompt": f"Question {i}?", "mode": "chat", "checkpoint": name,
@@ -112,7 +114,7 @@ def test_pool_is_embedded_by_data_actors_and_clustered(cluster, tiny_model):
     from alma.engines.transformers_engine import TransformersEngine
     from alma.jobs.pool import cluster_pool, embed_pool, read_clusters
     from alma.jobs.run_context import RunContext
-    from alma.jobs.streaming import read_table
+    from alma.core.tables import read_table
 
     cfg = cluster["cfg"].model_copy(update={"out_dir": str(cluster["run"] / "pool-run")})
     cfg.pool.embed_batch, cfg.pool.clusters = 4, 3
@@ -169,7 +171,8 @@ def test_a_replica_killed_mid_stream_loses_no_row(cluster):
     """SIGKILL the generator's one replica while Ray Data streams requests through it: the call in flight
     fails, is retried with backoff while Serve replaces the replica, and every row arrives exactly once."""
     from alma.actors.callers import GenerateCaller
-    from alma.jobs.streaming import ERRORS_FILE, read_table, stream_through
+    from alma.core.tables import ERRORS_FILE, read_table
+    from alma.jobs.streaming import stream_through
 
     cfg = cluster["cfg"].model_copy(deep=True)
     cfg.serve.request_batch, cfg.serve.retry_backoff_s = 4, 0.5

@@ -23,7 +23,7 @@ from procs import descendants
 
 from alma.core.distill import sample_label
 from alma.core.manifest import read_manifest
-from alma.jobs.streaming import read_table
+from alma.core.tables import read_table
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ def test_outputs_hold_together(tiny_run):
     for name in ("sft-1", "sft-2", "judge", "judge-distilled", "round-1", "round-2"):
         assert read_manifest(out / "checkpoints" / name) is not None
     from alma.core.manifest import STAGE_KINDS
-    from alma.jobs.status import committed_stages
+    from alma.core.run_layout import committed_stages
 
     stages = committed_stages(out)
     assert stages and all(read_manifest(out / s["folder"]).kind in STAGE_KINDS for s in stages), \

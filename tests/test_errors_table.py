@@ -5,7 +5,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alma.actors.callers import GenerateCaller, JudgeCaller
-from alma.jobs.streaming import ERRORS_FILE, data_files, read_table, split_errors
+from alma.core.tables import ERRORS_FILE, data_files, read_table
+from alma.jobs.streaming import split_errors
 
 
 def _generated(rows):

@@ -10,7 +10,7 @@ import pytest
 
 from alma.core.judge_split import split_by_prompt
 from alma.core.seeds import bundled, load_judge
-from alma.jobs.judge_eval import add_arguments, judge_eval_main
+from alma.commands.judge_eval import add_arguments, judge_eval_main
 
 MODES = ("expected", "argmax", "sampled")
 

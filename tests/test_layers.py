@@ -1,4 +1,4 @@
-"""Imports point one way: driver and stages (jobs) -> cluster -> deployments (actors) -> engines -> core.
+"""Imports point one way: commands -> driver and stages (jobs) -> cluster -> deployments (actors) -> engines -> core.
 
 Read from the source (AST), imports inside functions included, since those are where a backward import
 hides. The layers, lowest first:
@@ -8,7 +8,8 @@ hides. The layers, lowest first:
     engines    inference backends behind core.engine_api
     actors     Ray Serve deployments and Ray Data callers
     cluster    starting Ray, deploying apps, rendering manifests
-    jobs       the driver, its stages, and the commands
+    jobs       the driver and its stages (Ray)
+    commands   status, report, eval, judge eval, data: read a run folder, no Ray
     cli        alma.cli, the console script
 """
 
@@ -21,9 +22,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"core": "alma.core", "engines": "alma.engines", "actors": "alma.actors", "cluster": "alma.cluster",
-            "jobs": "alma.jobs", "alma": "alma"}
+            "jobs": "alma.jobs", "commands": "alma.commands", "alma": "alma"}
 RANK = {"alma.core": 0, "settings": 1, "alma.engines": 2, "alma.actors": 3, "alma.cluster": 4, "alma.jobs": 5,
-        "cli": 6}
+        "alma.commands": 6, "cli": 7}
 SETTINGS = {"alma.config", "alma.models", "alma.seedsets", "alma.judge_client"}
 HEAVY = ("ray", "torch", "vllm", "transformers", "trl")
 
@@ -41,7 +42,7 @@ def layer(module: str) -> str:
         return "cli"
     if module in SETTINGS or module == "alma":
         return "settings"
-    for package in ("alma.core", "alma.engines", "alma.actors", "alma.cluster", "alma.jobs"):
+    for package in ("alma.core", "alma.engines", "alma.actors", "alma.cluster", "alma.jobs", "alma.commands"):
         if module == package or module.startswith(package + "."):
             return package
     raise AssertionError(f"{module} is in no layer; add it to tests/test_layers.py")

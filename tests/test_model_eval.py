@@ -25,12 +25,12 @@ from alma.core.prompts import normalize
 from alma.core.retries import RetryPolicy
 from alma.core.seeds import bundled, load_judge, load_sft
 from alma.judge_client import JudgeClientError
-from alma.jobs.eval_judges import (ChatJudge, chat_completions_url, chat_reply_score, score_with_endpoint,
+from alma.commands.eval_judges import (ChatJudge, chat_completions_url, chat_reply_score, score_with_endpoint,
                                    second_opinions)
-from alma.jobs.eval_yardsticks import (NO_SECOND_OPINION, best_vs_random_eval, best_vs_random_rounds,
+from alma.commands.eval_yardsticks import (NO_SECOND_OPINION, best_vs_random_eval, best_vs_random_rounds,
                                        format_best_vs_random, format_ifeval_table, ifeval_summary, round_pairs,
                                        round_picks)
-from alma.jobs.model_eval import (BUNDLED, IFEVAL_BUNDLED, EvalPrompt, by_category, format_category_table,
+from alma.commands.model_eval import (BUNDLED, IFEVAL_BUNDLED, EvalPrompt, by_category, format_category_table,
                                   format_table, load_eval_prompts, summarize)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,9 +44,9 @@ def test_bundled_prompts_are_held_out():
     assert not prompts & seen, "no eval prompt is a seed prompt"
     for name in (BUNDLED, IFEVAL_BUNDLED):
         named = re.compile(rf"\b{re.escape(name)}")  # eval_prompts.jsonl is not the tail of ifeval_prompts.jsonl
-        readers = [p.relative_to(ROOT) for folder in ("alma", "core", "engines", "actors", "jobs", "cluster")
+        readers = [p.relative_to(ROOT) for folder in ("alma", "core", "engines", "actors", "jobs", "cluster", "commands")
                    for p in (ROOT / folder).rglob("*.py") if named.search(p.read_text())]
-        assert readers == [Path("jobs/model_eval.py")], f"only `alma eval` reads {name}"
+        assert readers == [Path("commands/model_eval.py")], f"only `alma eval` reads {name}"
 
 
 @pytest.mark.parametrize("text, where", [

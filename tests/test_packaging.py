@@ -15,10 +15,10 @@ def test_wheel_has_only_the_alma_namespace(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.startswith("alma_align-")}
     assert tops == {"alma"}
-    for sub in ("core", "engines", "actors", "jobs", "cluster"):
+    for sub in ("core", "engines", "actors", "jobs", "cluster", "commands"):
         assert f"alma/{sub}/__init__.py" in names
     for data in ("alma/presets/tiny.yaml", "alma/presets/smollm2-cpu.yaml", "alma/seeds/sft.jsonl",
-                 "alma/seeds/judge.jsonl", "alma/seeds/rubric.md"):
+                 "alma/seeds/judge.jsonl", "alma/seeds/rubric.md", "alma/templates/report.html.j2"):
         assert data in names
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "alma = alma.cli:main" in entry

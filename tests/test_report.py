@@ -17,11 +17,11 @@ from run_folder import make_run
 
 from alma.cli import main
 from alma.core import report_data as rd
-from alma.jobs.report import write_report
-from alma.jobs.report_plots import PLOTS
+from alma.commands.report import write_report
+from alma.commands.report_plots import PLOTS
 from alma.jobs.throughput import count_tokens, run_throughput
-from alma.jobs.streaming import read_table
-from alma.jobs.status import run_status
+from alma.core.tables import read_table
+from alma.commands.status import run_status
 
 DATA = re.compile(r'<script type="application/json" id="alma-report-data">(.*?)</script>', re.S)
 
@@ -227,7 +227,7 @@ def test_deployment_metrics_time_every_call_and_count_its_work():
 def test_a_report_that_cannot_be_written_never_fails_the_run(tmp_path, capsys):
     from types import SimpleNamespace
 
-    from alma.jobs.report import finish_run_report
+    from alma.commands.report import finish_run_report
 
     ctx = SimpleNamespace(run_dir=tmp_path / "gone", remote=None, location=str(tmp_path / "gone"))
     assert finish_run_report(ctx) is None
@@ -239,7 +239,7 @@ def test_a_report_that_cannot_be_written_never_fails_the_run(tmp_path, capsys):
 
 def test_the_page_escapes_what_it_shows():
     """The page is a template with autoescaping: a run folder or stage named like markup stays text."""
-    from alma.jobs.report_html import render_html
+    from alma.commands.report_html import render_html
 
     data = {"rounds": [], "stages": [{"label": "<b>x</b>", "rows": 1, "seconds": 1.0, "rows_per_s": 1.0}],
             "throughput": {}, "eval": None, "note": "</script><script>alert(1)</script>"}

@@ -54,7 +54,7 @@ def test_a_manifest_records_kind_and_round_and_older_ones_still_read(tmp_path):
 
 
 def test_status_reads_rounds_from_manifests_and_older_folders_from_the_layout(tmp_path):
-    from alma.jobs.status import committed_stages
+    from alma.core.run_layout import committed_stages
 
     layout = RunLayout(tmp_path)
     with commit_stage(layout.checkpoint("round-1"), "train round-1", "abc", kind="train", round=1):

@@ -16,7 +16,7 @@ from alma.core.judge_api import BatchStats, ServiceSettings, load_token, token_d
 from alma.models import ModelError, resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = sorted(p for folder in ("alma", "core", "engines", "actors", "jobs", "cluster")
+SOURCES = sorted(p for folder in ("alma", "core", "engines", "actors", "jobs", "cluster", "commands")
                  for p in (ROOT / folder).rglob("*.py"))
 TOKEN = "s3cret-judge-token-0123456789"
 

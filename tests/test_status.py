@@ -10,7 +10,7 @@ from run_folder import make_run
 
 from alma.cli import main
 from alma.core.run_layout import RunLayout
-from alma.jobs.status import format_status, run_status
+from alma.commands.status import format_status, run_status
 
 
 def _dead_pid() -> int:

@@ -121,7 +121,7 @@ def _triplets(args: argparse.Namespace, cfg: AlmaConfig, run: Path | None) -> tu
 def evaluate(cfg: AlmaConfig, heldout: list[JudgeExample], shots: list[JudgeExample],
              judges: dict[str, Path], modes: list[str]) -> list[dict[str, Any]]:
     """One result per (judge, mode): metrics, missing sampled replies, seconds and the raw scores."""
-    from alma.jobs.eval_judges import load_model
+    from alma.commands.eval_judges import load_model
 
     rubric = load_rubric(cfg.judge.rubric)
     prefix = cfg.judge.answer_prefix

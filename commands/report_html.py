@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from alma.core import report_data
-from alma.jobs.report_plots import PLOTS
+from alma.commands.report_plots import PLOTS
 
 TEMPLATE = "report.html.j2"  # in alma/templates/; autoescaped, so no text reaches the page unescaped
 

@@ -1,5 +1,5 @@
 """`alma report RUN`: report.html and the same plots as PNG files in report/, from the run folder alone. The
-run ends by writing it. The plots are jobs/report_plots.py, the page jobs/report_html.py, and the throughput
+run ends by writing it. The plots are commands/report_plots.py, the page commands/report_html.py, and the throughput
 table (also in summary.json) jobs/throughput.py.
 """
 
@@ -20,10 +20,10 @@ from alma.core.errors import RunStateError
 from alma.core.manifest import read_manifest
 from alma.core.progress import format_duration
 from alma.core.run_layout import RunLayout
-from alma.jobs.report_html import render_html
-from alma.jobs.report_plots import render_plots
-from alma.jobs.status import committed_stages
-from alma.jobs.streaming import data_files
+from alma.commands.report_html import render_html
+from alma.commands.report_plots import render_plots
+from alma.core.run_layout import committed_stages
+from alma.core.tables import data_files
 from alma.jobs.throughput import run_throughput
 
 log = logging.getLogger("alma")

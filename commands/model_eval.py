@@ -7,9 +7,9 @@ same held-out prompts (`eval.responses_per_prompt` answers each, decoded with `e
   stand-in for it (`--judge-url`): mean score, win rate against the initial SFT model and against the
   previous round's model, prompt by prompt, overall and per prompt category. Not independent: this judge
   chose the training data.
-- rules (jobs/eval_yardsticks.py, core/ifeval.py): the models also answer instruction-following prompts
+- rules (commands/eval_yardsticks.py, core/ifeval.py): the models also answer instruction-following prompts
   whose constraints are checked by rule; strict compliance and win rate against the initial SFT model.
-- second opinions (jobs/eval_judges.py): another judge checkpoint or served judge (`--second-judge`), an
+- second opinions (commands/eval_judges.py): another judge checkpoint or served judge (`--second-judge`), an
   OpenAI-compatible chat endpoint (`--chat-judge-url`); each gets the run judge's table of its own.
 - best-of-N against a random pick: the run judge's best answer against a random other one, and each
   round's chosen response against a random other, graded by the rules and the second opinions.
@@ -45,13 +45,13 @@ from alma.core.manifest import read_manifest, write_json_atomic
 from alma.core.prompts import prompt_id
 from alma.core.run_layout import RunLayout
 from alma.core.seeds import bundled, load_sft
-from alma.jobs.eval_judges import (Judge, load_model, score_in_process, score_with_endpoint, second_opinions,
+from alma.commands.eval_judges import (Judge, load_model, score_in_process, score_with_endpoint, second_opinions,
                                    served_models, timed)
-from alma.jobs.eval_yardsticks import (IFEVAL, best_vs_random_eval, best_vs_random_rounds, compare,
+from alma.commands.eval_yardsticks import (IFEVAL, best_vs_random_eval, best_vs_random_rounds, compare,
                                        format_best_vs_random, format_ifeval_table, ifeval_summary, round_pairs,
                                        round_picks)
 from alma.core.console import say
-from alma.jobs.judge_eval import _json_safe
+from alma.commands.judge_eval import _json_safe
 
 BUNDLED = "eval_prompts.jsonl"
 IFEVAL_BUNDLED = "ifeval_prompts.jsonl"
@@ -421,7 +421,7 @@ def _ifeval_section(cfg: AlmaConfig, names: list[str], path: Path, prompts: list
 def _refresh_report(run: Path) -> None:
     """Redraw the run's report so that it shows this evaluation (its `model_eval.png` section). A report
     that cannot be drawn is said, never a failed evaluation: the JSON is written by then."""
-    from alma.jobs.report import write_report
+    from alma.commands.report import write_report
 
     try:
         print(f"report: {write_report(run)[0]}")

@@ -22,10 +22,8 @@ import yaml
 from alma.core.errors import RunStateError
 from alma.core.manifest import MANIFEST
 from alma.core.progress import format_duration, format_rate
-from alma.core.run_layout import RunLayout
+from alma.core.run_layout import RunLayout, committed_stages
 
-# Folders of a run that hold no stages: Ray's own files, Ray Train's scratch, the report's plots.
-_NOT_STAGES = {"ray", "ray_train", "logs", "report", "eval"}
 
 
 @dataclass
@@ -56,30 +54,6 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def committed_stages(run_dir: Path) -> list[dict[str, Any]]:
-    """Every committed stage: label, folder (relative), kind, round, rows, seconds, committed_at, info; in
-    commit order."""
-    layout = RunLayout(run_dir)
-    stages = []
-    for root, dirs, files in os.walk(run_dir):
-        here = Path(root)
-        if here == run_dir:
-            dirs[:] = [d for d in dirs if d not in _NOT_STAGES]
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        if MANIFEST in files and here != run_dir:
-            dirs[:] = []  # a stage's own subfolders hold no further stages
-            manifest = _read_json(here / MANIFEST)
-            if isinstance(manifest, dict) and "stage" in manifest:
-                # Manifests of older runs have no kind or round: the layout knows them by their folder.
-                stages.append({"label": manifest["stage"], "folder": str(here.relative_to(run_dir)),
-                               "kind": manifest.get("kind") or layout.kind_of(here),
-                               "round": manifest.get("round") or layout.round_of(here),
-                               "rows": manifest.get("rows"), "seconds": manifest.get("seconds") or 0.0,
-                               "committed_at": manifest.get("committed_at") or 0.0,
-                               "info": manifest.get("info") or {}})
-    return sorted(stages, key=lambda s: s["committed_at"])
 
 
 def _pid_alive(pid: int) -> bool:

@@ -132,7 +132,7 @@ def best_vs_random_eval(cfg: AlmaConfig, models: list[str], *, ifeval_keys: list
 def round_picks(run: Path, cfg: AlmaConfig) -> list[dict[str, Any]]:
     """Per committed round, a seeded sample of its prompts (at most eval.selection_prompts_per_round), each
     with the response its best-of-N stage chose and a random other response, with the run judge's scores."""
-    from alma.jobs.streaming import read_table
+    from alma.core.tables import read_table
 
     out = []
     for rd in sorted((run / "rounds").glob("[0-9]*")):
