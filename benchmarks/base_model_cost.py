@@ -3,7 +3,7 @@ builtin:smollm2-135m (SmolLM2-135M-Instruct, the presets' model), measured in on
 
     python benchmarks/base_model_cost.py                         # both models, ~10 min of CPU on 2 cores
     python benchmarks/base_model_cost.py --cache ~/.cache/alma   # reuse built folders (no build time then)
-    python benchmarks/base_model_cost.py --no-vllm --json /tmp/cost.json
+    python benchmarks/base_model_cost.py --no-vllm --out /tmp/cost.json
 
 Per model: the one-off build into the cache (GGUF -> safetensors; skipped where --cache already holds it);
 the transformers engine's load in float32 and bfloat16; its generation tokens/s (`generate` of --batches
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="vLLM's KV cache, GiB (the engine's default, 1, is below the 1.13 GiB that Gemma's "
                              "32k context needs in float32, so vLLM refuses to start Gemma with it)")
     parser.add_argument("--only", choices=(GEMMA, SMOLLM2), help="measure one model only")
-    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    parser.add_argument("--out", metavar="FILE", help="also write the numbers as JSON to FILE")
     args = parser.parse_args(argv)
     args.batches = [int(b) for b in args.batches.split(",")]
     args.dtypes = [d for d in args.dtypes.split(",") if d]
@@ -212,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         headline += f" SFT step CPU s {gemma['train'][f'step{last}_cpu_s'] / smol['train'][f'step{last}_cpu_s']:.2f}"
     print_table(f"base model cost: {GEMMA} vs {SMOLLM2}, {args.threads} threads, {args.max_new_tokens} new tokens",
                 ["measure", "gemma3-270m", "smollm2-135m", "gemma / smollm2"], rows, headline)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"results": results, "load_average": load_average(),
+    if args.out:
+        Path(args.out).write_text(json.dumps({"results": results, "load_average": load_average(),
                                                "date": time.strftime("%Y-%m-%d %H:%M")}, indent=2))
     return 0
 

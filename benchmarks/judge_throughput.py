@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cost-judgments", type=int, default=16,
                         help="judgments per expected/sampled cost measurement")
     parser.add_argument("--repeats", type=int, default=2, help="alternating repetitions; medians are reported")
-    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    parser.add_argument("--out", metavar="FILE", help="also write the numbers as JSON to FILE")
     args = parser.parse_args(argv)
 
     import httpx
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sampled k={args.samples} / expected cost per judgment: {cost_ratio:.1f}x (target >= 4)")
     print(f"headline: endpoint/in-process {endpoint_ratio:.2f}; expected is {cost_ratio:.1f}x cheaper than "
           f"sampled k={args.samples}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({
+    if args.out:
+        Path(args.out).write_text(json.dumps({
             "model": args.model, "judgments": len(pairs), "clients": args.clients, "cpus": os.cpu_count(),
             "in_process_per_s": direct, "score_endpoint_per_s": scored, "rank_endpoint_per_s": ranked,
             "expected_s_per_judgment": expected_s, "sampled_s_per_judgment": sampled_s,

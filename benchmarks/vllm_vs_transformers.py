@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kv-cache-gib", type=float, default=2.0, help="vLLM KV cache, GiB")
     parser.add_argument("--request-batch", type=int, default=8, help="prompts per deployment request")
     parser.add_argument("--no-serve", action="store_true", help="skip the Serve deployment (no Ray needed)")
-    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    parser.add_argument("--out", metavar="FILE", help="also write the numbers as JSON to FILE")
     args = parser.parse_args(argv)
 
     from alma.engines.factory import EngineSettings, load_engine, vllm_platform
@@ -247,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"judgments/s vLLM / transformers: {_ratio(rate.get('vllm_judge'), rate.get('tf_judge'))}; "
           f"tokens/s Serve / vLLM engine: {_ratio(rate.get('serve_gen'), rate.get('pair_vllm_gen'))}")
     print(f"tokens/s vLLM / transformers: {_ratio(rate.get('vllm_gen'), rate.get('tf_gen'))}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs, "notes": notes}, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"args": vars(args), "runs": runs, "notes": notes}, indent=2))
     return 0
 
 

@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated scoring modes (default: {','.join(SCORING_MODES)})")
     parser.add_argument("--judges", help=f"comma-separated judges among {','.join(JUDGES)} (default: every one "
                         "the run or the flags provide; a judge named here must be found)")
-    parser.add_argument("--json", metavar="FILE", help="where to write the results (default: <run>/eval/judge_eval.json, or "
+    parser.add_argument("--out", metavar="FILE", help="where to write the results (default: <run>/eval/judge_eval.json, or "
                         "./judge_eval.json without a run)")
     parser.add_argument("--preset", choices=PRESETS, default=None, help="configuration when there is no --run")
     parser.add_argument("--config", metavar="FILE", help="YAML file layered over the preset (no --run)")
@@ -193,7 +193,7 @@ def judge_eval_main(args: argparse.Namespace) -> int:
     if BASE in judges and not shots:
         raise RunStateError("no triplets left for the base judge's shots once the held-out prompts are removed")
     results = evaluate(cfg, heldout, shots, judges, modes)
-    out = Path(args.json) if args.json else (RunLayout(run).judge_eval if run is not None else Path(RunLayout(Path()).judge_eval.name))
+    out = Path(args.out) if args.out else (RunLayout(run).judge_eval if run is not None else Path(RunLayout(Path()).judge_eval.name))
     write_json_atomic(out, _json_safe({
         "run": str(run) if run else None, "heldout_triplets": len(heldout),
         "heldout_prompts": len({e.prompt for e in heldout}), "shots": SHOTS, "samples": cfg.judge.samples,

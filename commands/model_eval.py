@@ -93,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chat-judge-model", metavar="NAME", help="the model name sent to --chat-judge-url")
     parser.add_argument("--chat-judge-token-file", metavar="FILE",
                         help="bearer token of --chat-judge-url (default: $ALMA_CHAT_JUDGE_TOKEN; none if unset)")
-    parser.add_argument("--json", metavar="FILE", help="where to write the results (default: <run>/eval/model_eval.json)")
+    parser.add_argument("--out", metavar="FILE", help="where to write the results (default: <run>/eval/model_eval.json)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the run's config, e.g. --set eval.responses_per_prompt=4")
 
@@ -359,7 +359,7 @@ def model_eval_main(args: argparse.Namespace) -> int:
     evaluators += [{"name": o["name"], "table": f"second_opinions[{i}]", "independence": o["independence"]}
                    for i, o in enumerate(opinions)]
 
-    out = Path(args.json) if args.json else RunLayout(run).model_eval
+    out = Path(args.out) if args.out else RunLayout(run).model_eval
     decoding = cfg.eval.sampling or cfg.round.sampling
     write_json_atomic(out, _json_safe({
         "run": str(run), "training": cfg.round.training, "baseline": models[0][0], "judge": judge_info,
@@ -385,7 +385,7 @@ def model_eval_main(args: argparse.Namespace) -> int:
     print("\n" + format_best_vs_random(best_vs_random, level))
     print(f"{len(prompts)} held-out prompts, judge {judge_info.get('checkpoint') or judge_info['url']}; "
           f"written to {out}")
-    if not args.json:
+    if not args.out:
         _refresh_report(run)
     return 0
 

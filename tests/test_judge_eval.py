@@ -33,7 +33,7 @@ def test_eval_on_tiny_checkpoints(tmp_path, tiny_model, alma_cache, monkeypatch,
     heldout = write_jsonl(tmp_path / "heldout.jsonl", split.heldout[:6])
     out = tmp_path / "eval.json"
     args = parse(["--preset", "tiny", "--checkpoint", str(tiny_model), "--distilled", str(tiny_model),
-                  "--heldout", str(heldout), "--json", str(out), "--set", "judge.samples=2"])
+                  "--heldout", str(heldout), "--out", str(out), "--set", "judge.samples=2"])
     assert judge_eval_main(args) == 0
     report = json.loads(out.read_text())
     assert report["heldout_triplets"] == 6 and report["heldout_prompts"] == 3 and report["samples"] == 2
