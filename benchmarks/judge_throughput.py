@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from alma.config import load_config
     from alma.core.judge_prompt import judge_messages, load_rubric
     from alma.engines.factory import EngineSettings, load_engine
-    from alma.models import resolve_model
+    from alma.checkpoints import resolve_model
 
     preset = args.preset or ("tiny" if args.model == "builtin:tiny" else "smollm2-cpu")
     work = work_dir()

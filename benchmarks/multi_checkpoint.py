@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from alma.core.selection import split_n
-    from alma.models import resolve_model
+    from alma.checkpoints import resolve_model
 
     work = work_dir()
     cfg = bench_config(args.model, work, args.overrides)

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from alma.core.engine_api import Sampling
     from alma.engines.factory import EngineSettings, load_engine
     from alma.core.tables import read_table
-    from alma.models import resolve_model
+    from alma.checkpoints import resolve_model
 
     work = work_dir()
     cfg = bench_config(args.model, work, args.overrides)

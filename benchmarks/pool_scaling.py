@@ -109,7 +109,7 @@ def main() -> None:
     from alma.core.near_dup import near_duplicate_mask
     from alma.jobs.pool import cluster_pool, clusters_dir, embed_pool, embeddings_dir
     from alma.jobs.run_context import RunContext
-    from alma.models import resolve_model
+    from alma.checkpoints import resolve_model
 
     overrides = [f"pool.clusters={args.clusters}"]
     if args.threads:

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", default="1,2,4", help="multiples of K x N")
     args = parser.parse_args(argv)
 
-    from alma.models import resolve_model
+    from alma.checkpoints import resolve_model
 
     work = work_dir()
     cfg = bench_config(args.model, work, args.overrides)

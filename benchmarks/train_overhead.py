@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from alma.core.seeds import bundled, load_sft
     from alma.jobs.initial_models import sft_rows
     from alma.jobs.training import training_table
-    from alma.models import resolve_model
+    from alma.checkpoints import resolve_model
 
     s1, s2 = (int(s) for s in args.steps.split(","))
     work = work_dir()

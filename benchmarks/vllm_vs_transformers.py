@@ -56,7 +56,7 @@ def _judge_conversations(count: int) -> list[list[dict[str, str]]]:
 
 
 def _model_folder(spec: str, cache: Path) -> Path:
-    from alma.models import resolve_model
+    from alma.checkpoints import resolve_model
 
     if spec != RANDOM_SMOLLM2:
         return resolve_model(spec).resolve()

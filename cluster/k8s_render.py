@@ -212,7 +212,7 @@ def _edit_entrypoint(docs: list[Doc], edit: Callable[[list[str]], list[str]]) ->
 
 
 def _set_model(docs: list[Doc], value: str) -> None:
-    from alma.models import BUILDERS, BUILTIN_PREFIX
+    from alma.checkpoints import BUILDERS, BUILTIN_PREFIX
 
     if value.startswith(BUILTIN_PREFIX):
         if value[len(BUILTIN_PREFIX) :] not in BUILDERS:

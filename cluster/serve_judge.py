@@ -108,7 +108,7 @@ def judge_app(args: dict[str, Any]):
     Serve calls it wherever the config is deployed; the token comes from $ALMA_JUDGE_TOKEN (a Kubernetes
     Secret) or judge_serve.token_file, and is required: the in-cluster proxy listens on the pod network.
     """
-    from alma.models import resolve_model
+    from alma.checkpoints import resolve_model
 
     parsed = JudgeAppArgs.model_validate(args)
     cfg = load_config(parsed.preset, parsed.config, parsed.overrides)
@@ -136,7 +136,7 @@ def serve_judge(cfg: AlmaConfig, checkpoint: str, token: str | None,
     from alma.cluster.local import start_ray, stop_ray
     from alma.core.judge_prompt import load_rubric
     from alma.core.console import say
-    from alma.models import resolve_model
+    from alma.checkpoints import resolve_model
 
     host, port = cfg.judge_serve.host, cfg.judge_serve.port
     check_listen_address(host, port, token)

@@ -76,7 +76,7 @@ def _run_config(run: Path, overrides: list[str]) -> AlmaConfig:
 
 def _judge_folders(args: argparse.Namespace, cfg: AlmaConfig, run: Path | None) -> dict[str, Path]:
     """Checkpoint folder per judge, in table order. Without --judges, the ones not found are skipped."""
-    from alma.models import resolve_model
+    from alma.checkpoints import resolve_model
 
     wanted = _choices(args.judges, JUDGES, "--judges") if args.judges else list(JUDGES)
     explicit = {BASE: cfg.model.base, FINE_TUNED: args.checkpoint, DISTILLED: args.distilled}

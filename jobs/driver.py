@@ -63,7 +63,7 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
     from alma.jobs.initial_models import initial_models
     from alma.jobs.pool import build_pool
     from alma.jobs.rounds import draw_and_sample, judge_and_train
-    from alma.models import resolve_model
+    from alma.checkpoints import resolve_model
 
     sft_file, judge_file = seed_file(cfg.seed_sft, "sft"), seed_file(cfg.seed_judge, "judge")
     seed_sets = {"sft": read_sft(sft_file, cfg.seeds.rules()), "judge": read_judge(judge_file, cfg.seeds.rules())}

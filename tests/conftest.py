@@ -16,7 +16,7 @@ def alma_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(alma_cache: Path) -> Path:
-    from alma.models import resolve_model
+    from alma.checkpoints import resolve_model
 
     return resolve_model("builtin:tiny", alma_cache)
 

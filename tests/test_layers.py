@@ -4,7 +4,7 @@ Read from the source (AST), imports inside functions included, since those are w
 hides. The layers, lowest first:
 
     core       pure logic and the contracts (engine_api, judge API, run_layout): no Ray, no torch
-    settings   alma.config, alma.models, alma.seedsets, alma.judge_client: typed config and resources
+    settings   alma.config, alma.checkpoints, alma.seedsets, alma.judge_client: typed config and resources
     engines    inference backends behind core.engine_api
     actors     Ray Serve deployments and Ray Data callers
     cluster    starting Ray, deploying apps, rendering manifests
@@ -25,7 +25,7 @@ PACKAGES = {"core": "alma.core", "engines": "alma.engines", "actors": "alma.acto
             "jobs": "alma.jobs", "commands": "alma.commands", "alma": "alma"}
 RANK = {"alma.core": 0, "settings": 1, "alma.engines": 2, "alma.actors": 3, "alma.cluster": 4, "alma.jobs": 5,
         "alma.commands": 6, "cli": 7}
-SETTINGS = {"alma.config", "alma.models", "alma.seedsets", "alma.judge_client"}
+SETTINGS = {"alma.config", "alma.checkpoints", "alma.seedsets", "alma.judge_client"}
 HEAVY = ("ray", "torch", "vllm", "transformers", "trl")
 
 

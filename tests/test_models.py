@@ -1,4 +1,4 @@
-"""alma.models: built-in models are materialised once, atomically, as plain transformers folders."""
+"""alma.checkpoints: built-in models are materialised once, atomically, as plain transformers folders."""
 
 import importlib.util
 import json
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from alma import models
-from alma.models import ModelError, resolve_model
+from alma import checkpoints as models
+from alma.checkpoints import ModelError, resolve_model
 
 
 def test_tiny_folder_holds_a_loadable_model(tiny_model: Path):

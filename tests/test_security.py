@@ -13,7 +13,7 @@ from alma.engines.factory import EngineSettings
 from alma.config import load_config
 from alma.core.errors import ConfigError
 from alma.core.judge_api import BatchStats, ServiceSettings, load_token, token_digest
-from alma.models import ModelError, resolve_model
+from alma.checkpoints import ModelError, resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted(p for folder in ("alma", "core", "engines", "actors", "jobs", "cluster", "commands")

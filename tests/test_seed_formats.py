@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import alma.cluster.local
-import alma.models
+import alma.checkpoints
 from alma.cli import main
 from alma.config import load_config
 from alma.core.errors import InputError
@@ -316,7 +316,7 @@ def no_cluster(monkeypatch, tmp_path, alma_cache):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ALMA_CACHE", str(alma_cache))
-    monkeypatch.setattr(alma.models, "resolve_model", lambda *a, **k: tmp_path)
+    monkeypatch.setattr(alma.checkpoints, "resolve_model", lambda *a, **k: tmp_path)
     monkeypatch.setattr(alma.cluster.local, "start_ray", stop)
     return Stop
 

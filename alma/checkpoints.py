@@ -398,7 +398,7 @@ def _build_gemma3(out: Path) -> None:
         "gguf_file": package.MODEL_NAME,
         "gguf_sha256": gguf_sha256,
         "licence": f"Gemma Terms of Use ({GEMMA_TERMS}, copied from the package; https://ai.google.dev/gemma/terms)",
-        "conversion": "de-quantized to bf16 safetensors by alma.models; chat template added by alma (Gemma turns)",
+        "conversion": "de-quantized to bf16 safetensors by alma.checkpoints; chat template added by alma (Gemma turns)",
     }
     (out / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
 
