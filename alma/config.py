@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from alma.core.errors import ConfigError
 from alma.core.seed_formats import RATING_ATTRIBUTES, SeedRules
@@ -176,9 +176,10 @@ class JudgeConfig(_Strict):
     holdout_fraction: float = Field(
         0.25, ge=0.0, lt=1.0, description="Share of the judge seed's prompts held out of judge training for "
         "`alma judge eval`, split by prompt (both responses together), chosen from `seed`; 0: none.")
-    distill_pairs: int = Field(
-        20000, ge=0, description="M: round-1 responses the judge labels with its expected score and is then "
-        "trained further on (self-distillation, paper: 20k; all responses if fewer; 0: off).")
+    distill_responses: int = Field(
+        20000, ge=0, validation_alias=AliasChoices("distill_responses", "distill_pairs"),
+        description="M: round-1 responses the judge labels with its expected score and is then trained further "
+        "on (self-distillation, paper: 20k; all responses if fewer; 0: off). Was `distill_pairs`, still read.")
     distill_target: Literal["sampled", "rounded"] = Field(
         "sampled", description="The label N in each self-distillation target [[N]]: 'sampled' (drawn from the "
         "judge's own 0..10 distribution for the pair: keeps its shape, an unbiased stand-in for soft targets) "
@@ -484,8 +485,14 @@ class AlmaConfig(_Strict):
 
     def fingerprint(self) -> str:
         """Hash of everything that changes results (see `_results_view`)."""
-        return hashlib.sha256(json.dumps(self._results_view(), sort_keys=True).encode()).hexdigest()[:16]
+        view = self._results_view()
+        for (section, old), new in _RENAMED.items():  # hashed under the old name: a run keeps its hash
+            view[section][old] = view[section].pop(new)
+        return hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()[:16]
 
+
+# Fields renamed since runs were made, (section, old name) -> new name: the fingerprint uses the old name.
+_RENAMED = {("judge", "distill_pairs"): "distill_responses"}
 
 _NOT_RESULTS: dict[str, Any] = {
     "out_dir": True, "cluster": True, "serve": True, "judge_serve": True,

@@ -1,4 +1,4 @@
-"""Self-distillation of the judge, the pure part: which synthetic pairs to label, and the training target.
+"""Self-distillation of the judge, the pure part: which round-1 responses to label, and the training target.
 
 The target format (the paper does not state its own) is the judge's usual answer "[[N]]", so that the
 distilled judge trains through the same SFT path as the first judge and every scoring mode reads it as
@@ -25,13 +25,14 @@ from typing import TypeVar
 Row = TypeVar("Row", bound=Mapping)
 
 
-def pick_pairs(rows: Sequence[Row], count: int, seed: int) -> list[Row]:
+def pick_responses(rows: Sequence[Row], count: int, seed: int) -> list[Row]:
     """`count` responses drawn without replacement (all of them if fewer), the same for the same seed.
 
     Rows are ordered by (prompt_id, checkpoint, sample) first, so the draw does not depend on the order
     in which Ray Data wrote the response files.
     """
     ordered = sorted(rows, key=lambda row: (str(row["prompt_id"]), str(row["checkpoint"]), int(row["sample"])))
+    # The key keeps its old wording ("pairs"): a new one would pick other responses than runs made before.
     picked = random.Random(f"distill-pairs-{seed}").sample(ordered, min(count, len(ordered)))
     return sorted(picked, key=lambda row: (str(row["prompt_id"]), str(row["checkpoint"]), int(row["sample"])))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alma.actors.callers import JudgeCaller
-from alma.core.distill import pick_pairs, sample_label, stochastic_round
+from alma.core.distill import pick_responses, sample_label, stochastic_round
 from alma.core.judge_prompt import judge_messages, judge_target
 from alma.core.manifest import StageWriter
 from alma.jobs.initial_models import train_stage
@@ -33,11 +33,11 @@ def label_stage(ctx: RunContext, responses: Path, judge: Path, rubric: str) -> P
 
     def build(w: StageWriter) -> None:
         rows = read_table(responses).to_pylist()
-        picked = pick_pairs(rows, ctx.cfg.judge.distill_pairs, ctx.cfg.seed)
+        picked = pick_responses(rows, ctx.cfg.judge.distill_responses, ctx.cfg.seed)
         deploy_judge(ctx.cfg, str(judge.resolve()), rubric)
         streamed = stream_through(picked, JudgeCaller, ctx.cfg, w.path, {"mode": "expected"})
         w.rows = streamed.rows
-        w.info = {"judge": str(judge), "asked": ctx.cfg.judge.distill_pairs, "available": len(rows),
+        w.info = {"judge": str(judge), "asked": ctx.cfg.judge.distill_responses, "available": len(rows),
                   **streamed.info()}
 
     ctx.stage(out, "judge distill labels", build, kind="distill-labels")
@@ -62,8 +62,8 @@ def distill_rows(ctx: RunContext, labels: Path, rubric: str) -> list[dict]:
 
 
 def self_distill(ctx: RunContext, responses: Path, judge: Path, rubric: str) -> Path:
-    """The judge to score rounds with: `judge` itself when judge.distill_pairs is 0, else the distilled one."""
-    if ctx.cfg.judge.distill_pairs == 0:
+    """The judge to score rounds with: `judge` itself when judge.distill_responses is 0, else the distilled one."""
+    if ctx.cfg.judge.distill_responses == 0:
         return judge
     labels = label_stage(ctx, responses, judge, rubric)
     return train_stage(ctx, DISTILLED, judge, distill_rows(ctx, labels, rubric), ctx.cfg.seed, judge=True)

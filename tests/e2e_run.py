@@ -17,7 +17,7 @@ M = 10  # self-distillation pairs, fewer than round 1's K x N responses
 def run_args(out: str) -> list[str]:
     """`alma run` arguments of the shared tiny run, writing to `out` (a folder or a URI)."""
     return ["run", "--preset", "tiny", "--out", out, "--set", f"rounds={R}", "--set", f"round.prompts_per_round={K}",
-            "--set", f"round.responses_per_prompt={N}", "--set", f"judge.distill_pairs={M}"]
+            "--set", f"round.responses_per_prompt={N}", "--set", f"judge.distill_responses={M}"]
 
 
 def alma(args, cache, cwd, env: dict | None = None):

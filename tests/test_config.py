@@ -59,3 +59,18 @@ def test_bad_yaml_file(tmp_path):
         load_config("tiny", f)
     with pytest.raises(ConfigError, match="unknown preset"):
         load_config("nope")
+
+
+def test_a_renamed_field_is_still_read_and_keeps_the_runs_hash(tmp_path):
+    """judge.distill_pairs is now judge.distill_responses (a DPO pair is the other "pair"): a run folder's
+    config.yaml written with the old name loads, and hashes as it did, so the run resumes."""
+    import yaml
+
+    from alma.config import AlmaConfig, load_config
+
+    new = load_config("tiny", overrides=["judge.distill_responses=7"])
+    data = yaml.safe_load(new.model_dump_json())
+    data["judge"]["distill_pairs"] = data["judge"].pop("distill_responses")
+    old = AlmaConfig.model_validate(data)
+    assert old.judge.distill_responses == 7 and old.fingerprint() == new.fingerprint()
+    assert old.fingerprint() != load_config("tiny", overrides=["judge.distill_responses=8"]).fingerprint()

@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from alma.core.distill import pick_pairs, stochastic_round
+from alma.core.distill import pick_responses, stochastic_round
 
 
 def responses():
@@ -13,15 +13,15 @@ def responses():
             for p in range(4) for c in ("sft-1", "sft-2") for s in range(3)]
 
 
-def test_pick_pairs_is_seeded_and_order_free():
+def test_pick_responses_is_seeded_and_order_free():
     rows = responses()
-    picked = pick_pairs(rows, 5, seed=3)
+    picked = pick_responses(rows, 5, seed=3)
     assert len(picked) == 5 and len({r["response"] for r in picked}) == 5
     shuffled = list(rows)
     random.Random(0).shuffle(shuffled)
-    assert pick_pairs(shuffled, 5, seed=3) == picked
-    assert pick_pairs(rows, 5, seed=4) != picked
-    assert len(pick_pairs(rows, 100, seed=3)) == len(rows), "all of them when there are fewer"
+    assert pick_responses(shuffled, 5, seed=3) == picked
+    assert pick_responses(rows, 5, seed=4) != picked
+    assert len(pick_responses(rows, 100, seed=3)) == len(rows), "all of them when there are fewer"
 
 
 def test_stochastic_round_is_unbiased_and_fixed_per_key():
