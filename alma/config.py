@@ -601,11 +601,11 @@ def load_config(
     preset: str | None = None, config_file: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> AlmaConfig:
     """Preset, then the user's YAML file, then each --set, validated once at the end."""
-    data = _read_yaml(preset_text(preset or DEFAULT_PRESET), f"preset {preset or DEFAULT_PRESET}")
+    data = _renamed(_read_yaml(preset_text(preset or DEFAULT_PRESET), f"preset {preset or DEFAULT_PRESET}"))
     where = f"preset {preset or DEFAULT_PRESET}"
     if config_file is not None:
         path = Path(config_file)
-        data = _merge(data, _read_yaml(_read_file(path), str(path)))
+        data = _merge(data, _renamed(_read_yaml(_read_file(path), str(path))))
         where = str(path)
     return _validate(data, where, overrides)
 
@@ -617,9 +617,19 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] 
         raise ConfigError(f"{run_dir}: no such run folder")
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not an alma run folder (it has no config.yaml)")
-    data = _read_yaml(_read_file(path), str(path))
+    data = _renamed(_read_yaml(_read_file(path), str(path)))
     data["out_dir"] = str(run_dir)  # wherever the folder lives now
     return _validate(data, str(path), overrides)
+
+
+def _renamed(data: dict[str, Any]) -> dict[str, Any]:
+    """One source's data with renamed fields under their new names, before it is merged with another (a run
+    folder's old `judge.distill_pairs` must override the preset's `distill_responses`, not sit beside it)."""
+    for (section, old), new in _RENAMED.items():
+        part = data.get(section)
+        if isinstance(part, dict) and old in part:
+            part[new] = part.pop(old)
+    return data
 
 
 def _read_file(path: Path) -> str:

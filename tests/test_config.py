@@ -74,3 +74,16 @@ def test_a_renamed_field_is_still_read_and_keeps_the_runs_hash(tmp_path):
     old = AlmaConfig.model_validate(data)
     assert old.judge.distill_responses == 7 and old.fingerprint() == new.fingerprint()
     assert old.fingerprint() != load_config("tiny", overrides=["judge.distill_responses=8"]).fingerprint()
+
+
+
+def test_a_run_folder_with_the_old_field_name_loads_over_a_preset(tmp_path):
+    """The way `alma eval` and `alma judge eval` read a run: its config.yaml layered over the default preset.
+    An old config.yaml's judge.distill_pairs replaces the preset's value instead of clashing with it."""
+    from alma.config import load_config, load_run_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("rounds: 2\njudge:\n  distill_pairs: 7\n")
+    assert load_config(None, run / "config.yaml").judge.distill_responses == 7
+    assert load_run_config(run).judge.distill_responses == 7
