@@ -20,9 +20,8 @@ from typing import Any
 import yaml
 
 from alma.core.errors import RunStateError
-from alma.core.manifest import MANIFEST
 from alma.core.progress import format_duration, format_rate
-from alma.core.run_layout import RunLayout, committed_stages
+from alma.core.run_layout import RunLayout, committed_stages, read_json
 
 
 
@@ -45,15 +44,6 @@ class RunStatus:
                 "current_round": self.current_round, "rounds_done": self.rounds_done,
                 "started_at": self.started_at, "elapsed_s": self.elapsed_s, "stages": self.stages,
                 "running": self.running, "leftovers": self.leftovers}
-
-
-def _read_json(path: Path) -> Any:
-    """The file's JSON, or None when it is missing or caught mid-write (every writer replaces files whole,
-    but a reader on another machine of a shared file system may still see a torn copy)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -101,9 +91,9 @@ def run_status(run_dir: Path, now: float | None = None) -> RunStatus:
         raise RunStateError(f"{run_dir}: not a run folder (no config.yaml)")
     now = time.time() if now is None else now
     stages = committed_stages(run_dir)
-    progress = _read_json(RunLayout(run_dir).progress)
+    progress = read_json(RunLayout(run_dir).progress)
     progress = progress if isinstance(progress, dict) else None
-    summary = _read_json(RunLayout(run_dir).summary)
+    summary = read_json(RunLayout(run_dir).summary)
     rounds = _rounds(run_dir)
     here = socket.gethostname()
     tmp = _tmp_folders(run_dir)

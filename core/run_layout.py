@@ -244,7 +244,7 @@ def committed_stages(run_dir: Path) -> list[dict[str, Any]]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         if MANIFEST in files and here != run_dir:
             dirs[:] = []  # a stage's own subfolders hold no further stages
-            manifest = _read_json(here / MANIFEST)
+            manifest = read_json(here / MANIFEST)
             if isinstance(manifest, dict) and "stage" in manifest:
                 # Manifests of older runs have no kind or round: the layout knows them by their folder.
                 stages.append({"label": manifest["stage"], "folder": str(here.relative_to(run_dir)),
@@ -256,7 +256,9 @@ def committed_stages(run_dir: Path) -> list[dict[str, Any]]:
     return sorted(stages, key=lambda s: s["committed_at"])
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """The file's JSON, or None when it is missing or caught mid-write (every writer replaces files whole,
+    but a reader on another machine of a shared file system may still see a torn copy)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
