@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from alma.actors.apps import GENERATOR_APP, JUDGE_APP
+from alma.actors.nodes import CALLER_NODE, REPLICA_NODE, current_node
 from alma.core.retries import Outcome, RetryPolicy, settle
 
 ERROR, ATTEMPTS, ROWS_LOST = "error", "attempts", "rows_lost"
@@ -36,8 +37,9 @@ def _as_prompt(mode: str, text: str) -> Any:
 
 
 def _table(columns: dict[str, list]) -> pa.Table:
-    """The result batch, with the error columns typed even when every value is null."""
-    return pa.table({name: pa.array(values, ERROR_COLUMNS.get(name)) for name, values in columns.items()})
+    """The result batch, with the error and node columns typed even when every value is null."""
+    types = {**ERROR_COLUMNS, CALLER_NODE: pa.string(), REPLICA_NODE: pa.string()}
+    return pa.table({name: pa.array(values, types.get(name)) for name, values in columns.items()})
 
 
 class _Caller:
@@ -53,6 +55,7 @@ class _Caller:
     def __init__(self, retry: dict[str, Any]):
         self._policy = RetryPolicy(retry["retries"], retry["backoff_s"], retry["max_backoff_s"])
         self._timeout = retry.get("timeout_s")
+        self._node = current_node()
 
     def _settle(self, rows: list[int], send, first=None) -> list[Outcome]:
         """Outcomes of `send(rows)` (a deployment response), retried per the policy."""
@@ -81,6 +84,11 @@ class GenerateCaller(_Caller):
         self._handle = _handle(GENERATOR_APP, "Generator")
         self._sampling = sampling
 
+    def _wait(self, response) -> list[tuple[list[str], str]]:
+        """(completions, replica node) per prompt of the call."""
+        result = super()._wait(response)
+        return [(completions, result["node"]) for completions in result["completions"]]
+
     def _send(self, batch: dict[str, np.ndarray], rows: list[int], path: str, mode: str, n: int):
         # One seed per call, derived from the rows it holds: a retried call samples the same.
         seed = zlib.crc32(",".join(sorted(str(batch["seed"][i]) for i in rows)).encode())
@@ -95,7 +103,8 @@ class GenerateCaller(_Caller):
         sent = [(key, rows, self._send(batch, rows, *key)) for key, rows in groups.items()]
         out: dict[str, list] = defaultdict(list)
 
-        def add(i: int, sample: int | None, response: str | None, outcome: Outcome, lost: int) -> None:
+        def add(i: int, sample: int | None, response: str | None, outcome: Outcome, lost: int,
+                node: str | None = None) -> None:
             out["prompt_id"].append(str(batch["prompt_id"][i]))
             out["prompt"].append(str(batch["prompt"][i]))
             out["checkpoint"].append(str(batch["checkpoint"][i]))
@@ -104,13 +113,16 @@ class GenerateCaller(_Caller):
             out[ERROR].append(outcome.error)
             out[ATTEMPTS].append(outcome.attempts)
             out[ROWS_LOST].append(lost)
+            out[CALLER_NODE].append(self._node)
+            out[REPLICA_NODE].append(node)
 
         for key, rows, first in sent:
             outcomes = self._settle(rows, lambda keys, key=key: self._send(batch, list(keys), *key), first)
             for i, outcome in zip(rows, outcomes):
                 if outcome.ok:
-                    for s, text in enumerate(outcome.value):
-                        add(i, s, text, outcome, 0)
+                    completions, node = outcome.value
+                    for s, text in enumerate(completions):
+                        add(i, s, text, outcome, 0, node)
                 else:
                     add(i, None, None, outcome, key[2])
         return _table(out)
@@ -142,4 +154,6 @@ class JudgeCaller(_Caller):
         out[ERROR] = [o.error for o in outcomes]
         out[ATTEMPTS] = [o.attempts for o in outcomes]
         out[ROWS_LOST] = [0 if o.ok else 1 for o in outcomes]
+        out[CALLER_NODE] = [self._node] * len(outcomes)
+        out[REPLICA_NODE] = [o.value.get("node") if o.ok else None for o in outcomes]
         return _table(out)

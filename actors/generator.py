@@ -17,6 +17,7 @@ from typing import Any
 from ray import serve
 
 from alma.actors.loopback import keep_replica_grpc_on_loopback
+from alma.actors.nodes import current_node
 from alma.actors.metrics import RequestMetrics
 from alma.core.engine_api import ConcurrentEngine, Engine, Sampling
 from alma.engines.factory import EngineSettings, load_engine
@@ -32,13 +33,16 @@ class Generator:
         # One transformers call at a time per replica: CPU inference does not gain from interleaving threads.
         self._lock = asyncio.Lock()
         self._metrics = RequestMetrics("generator", ("prompts", "completions"))
+        self._node = current_node()
 
     @serve.multiplexed(max_num_models_per_replica=MAX_CHECKPOINTS)
     async def _engine(self, checkpoint: str) -> Engine:
         return await asyncio.to_thread(load_engine, checkpoint, self._settings)
 
-    async def generate(self, prompts: list[Any], n: int, sampling: dict[str, Any]) -> list[list[str]]:
-        """N completions per prompt from the checkpoint named by the request's multiplexed model id."""
+    async def generate(self, prompts: list[Any], n: int, sampling: dict[str, Any]) -> dict[str, Any]:
+        """{completions: N completions per prompt, node: the Ray node id of this replica} from the
+        checkpoint named by the request's multiplexed model id; the node goes into the stage's record of
+        which node ran what."""
         checkpoint = serve.get_multiplexed_model_id()
         with self._metrics.request(checkpoint) as count:
             engine = await self._engine(checkpoint)
@@ -49,7 +53,7 @@ class Generator:
                 async with self._lock:
                     completions = await asyncio.to_thread(engine.generate, prompts, n, params)
             count(prompts=len(prompts), completions=sum(len(c) for c in completions))
-            return completions
+            return {"completions": completions, "node": self._node}
 
     def check_health(self) -> None:
         """Serve calls this periodically; a replica that raises here is replaced."""

@@ -15,6 +15,7 @@ from typing import Any
 from ray import serve
 
 from alma.actors.loopback import keep_replica_grpc_on_loopback
+from alma.actors.nodes import current_node
 from alma.actors.metrics import RequestMetrics
 from alma.actors.scorer import PairScorer, Scoring
 from alma.engines.factory import EngineSettings
@@ -30,9 +31,11 @@ class Judge:
         # vLLM batches concurrent calls itself; a transformers engine serves one call at a time.
         self._lock = nullcontext() if self._scorer.concurrent else asyncio.Lock()
         self._metrics = RequestMetrics("judge", ("judgments",))
+        self._node = current_node()
 
     async def score(self, pairs: list[dict[str, str]], mode: str | None = None) -> list[dict[str, Any]]:
-        """One {score, distribution, mode, missing} per {prompt, response}, in order.
+        """One {score, distribution, mode, missing, node} per {prompt, response}, in order (`node`: the Ray
+        node id of this replica, for the stage's record of which node ran what).
 
         `mode` overrides the configured scoring mode for this call: self-distillation labels with the
         expected score whatever mode the rounds are judged in.
@@ -41,7 +44,7 @@ class Judge:
             async with self._lock:
                 judgments = await asyncio.to_thread(self._scorer.score, pairs, mode)
             count(judgments=len(judgments))
-            return judgments
+            return [{**j, "node": self._node} for j in judgments]
 
     def check_health(self) -> None:
         """Serve calls this periodically; a replica that raises here is replaced."""

@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run (or resume) the whole recipe as a Ray job")
     _add_config_args(run)
     run.add_argument("--resume", metavar="RUN",
-                     help="continue the run in folder RUN with the config it was started with (running the same "
+                     help="continue the run in folder RUN (or at its URI, e.g. s3://bucket/runs/a) with the config "
+                     "it was started with (running the same "
                      "command again resumes too); committed stages are kept, the rest is recomputed")
     run.add_argument("--force", action="store_true",
                      help="reuse a run folder made with another config or other seed data (its committed stages "
@@ -305,7 +306,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             return judge_eval_main(args)
     except AlmaError as e:
         print(f"alma: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)
     except KeyboardInterrupt as e:
         print("alma: interrupted; committed stages are kept, run the same command to resume", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130  # 128 + the signal, as a shell reports it

@@ -21,7 +21,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from alma.core.errors import ConfigError
 from alma.core.seed_formats import RATING_ATTRIBUTES, SeedRules
-from alma.core.storage import is_uri, scratch_dir
+from alma.core.storage import RemoteRunFolder, is_uri, scratch_dir
 
 PRESETS = ("tiny", "smollm2-cpu", "cpu-align")
 DEFAULT_PRESET = "smollm2-cpu"
@@ -209,6 +209,10 @@ class TrainConfig(_Strict):
     num_workers: int = Field(1, ge=1, description="Ray Train workers (data parallel).")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per training worker.")
     use_gpu: bool = Field(False, description="Train on GPUs (one per worker).")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources each training worker asks for, e.g. "
+        "{trainer: 1}: the workers go only to nodes started with that resource (a KubeRay worker group's "
+        "rayStartParams `resources`). Empty: any node with the CPUs (and GPU).")
     max_failures: int = Field(
         2, ge=0, description="Times Ray Train restarts a training whose worker died (FailureConfig), from its "
         "last checkpoint (train.checkpoint_steps) or else from the start; 0: fail at once.")
@@ -280,8 +284,16 @@ class ServeConfig(_Strict):
     min_replicas: int = Field(1, ge=0, description="Autoscaling floor per deployment.")
     max_replicas: int = Field(1, ge=1, description="Autoscaling ceiling per deployment.")
     target_ongoing_requests: float = Field(2.0, gt=0, description="Autoscaling target of in-flight requests.")
+    upscale_delay_s: float = Field(
+        30.0, ge=0, description="How long the load must stay above the target before Serve adds a replica.")
+    downscale_delay_s: float = Field(
+        600.0, ge=0, description="How long the load must stay below the target before Serve removes a replica "
+        "(Serve's default; lower it on a cluster where idle replicas hold scarce GPUs).")
     num_cpus: float = Field(0.5, ge=0, description="CPUs per replica (fractions let several fit on 2 cores).")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica.")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources each generator and judge replica asks for, e.g. "
+        "{inference: 0.01}: replicas go only to nodes started with that resource. Empty: any node.")
     max_models_per_replica: int = Field(
         4, ge=1, description="Checkpoints a generator replica keeps loaded (base, sft-1, sft-2, latest)."
     )
@@ -497,8 +509,9 @@ _RENAMED = {("judge", "distill_pairs"): "distill_responses"}
 _NOT_RESULTS: dict[str, Any] = {
     "out_dir": True, "cluster": True, "serve": True, "judge_serve": True,
     "model": {"trust_remote_code"},
-    "train": {"max_failures", "checkpoint_steps"}, "judge_train": {"max_failures", "checkpoint_steps"},
-    "dpo_train": {"max_failures", "checkpoint_steps"}, "eval": True,
+    "train": {"max_failures", "checkpoint_steps", "resources"},
+    "judge_train": {"max_failures", "checkpoint_steps", "resources"},
+    "dpo_train": {"max_failures", "checkpoint_steps", "resources"}, "eval": True,
 }
 
 
@@ -611,7 +624,10 @@ def load_config(
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> AlmaConfig:
-    """The config a run folder was made with (its config.yaml), with `--set` overrides on top."""
+    """The config a run folder (a path, or the URI of a run kept in an object store) was made with (its
+    config.yaml), with `--set` overrides on top."""
+    if is_uri(str(run_dir)):
+        return _load_remote_run_config(str(run_dir), overrides)
     path = Path(run_dir) / "config.yaml"
     if not Path(run_dir).is_dir():
         raise ConfigError(f"{run_dir}: no such run folder")
@@ -620,6 +636,22 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] 
     data = _renamed(_read_yaml(_read_file(path), str(path)))
     data["out_dir"] = str(run_dir)  # wherever the folder lives now
     return _validate(data, str(path), overrides)
+
+
+def _load_remote_run_config(uri: str, overrides: list[str] | tuple[str, ...]) -> AlmaConfig:
+    """load_run_config for a run folder at a URI: its config.yaml is read from there (a fresh machine has no
+    working copy yet; the run downloads its committed stages when it starts)."""
+    uri = uri.rstrip("/")
+    try:
+        text = RemoteRunFolder(uri, scratch_dir(uri)).read_text("config.yaml")
+    except OSError as e:  # the store refused or could not be reached
+        raise ConfigError(f"{uri}: cannot read the run folder ({e.__class__.__name__}: {e})") from None
+    if text is None:
+        raise ConfigError(f"{uri}: not an alma run folder (it has no config.yaml)")
+    where = f"{uri}/config.yaml"
+    data = _renamed(_read_yaml(text, where))
+    data["out_dir"] = uri
+    return _validate(data, where, overrides)
 
 
 def _renamed(data: dict[str, Any]) -> dict[str, Any]:

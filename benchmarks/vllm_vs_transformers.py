@@ -139,7 +139,7 @@ class ServedGenerator:
 
         parts = [prompts[i : i + self._request_batch] for i in range(0, len(prompts), self._request_batch)]
         responses = [self._handle.generate.remote(part, 1, asdict(sampling)) for part in parts]
-        return [row for response in responses for row in response.result(timeout_s=900)]
+        return [row for response in responses for row in response.result(timeout_s=900)["completions"]]
 
     def close(self) -> None:
         from ray import serve

@@ -12,7 +12,6 @@ from alma.engines.factory import EngineSettings
 log = logging.getLogger("alma.cluster")
 
 
-
 def deployment_options(cfg: AlmaConfig) -> dict[str, Any]:
     s = cfg.serve
     return {
@@ -21,8 +20,10 @@ def deployment_options(cfg: AlmaConfig) -> dict[str, Any]:
             "initial_replicas": max(1, s.min_replicas),
             "max_replicas": s.max_replicas,
             "target_ongoing_requests": s.target_ongoing_requests,
+            "upscale_delay_s": s.upscale_delay_s,
+            "downscale_delay_s": s.downscale_delay_s,
         },
-        "ray_actor_options": {"num_cpus": s.num_cpus, "num_gpus": s.num_gpus},
+        "ray_actor_options": {"num_cpus": s.num_cpus, "num_gpus": s.num_gpus, "resources": dict(s.resources)},
     }
 
 

@@ -1,4 +1,5 @@
-"""Errors a user can fix. The CLI turns each into one line on stderr and exit code 2, no traceback."""
+"""Errors a user can fix or act on. The CLI turns each into one line on stderr and exit code 2 (1 for a
+StageFailed), no traceback."""
 
 from __future__ import annotations
 
@@ -23,3 +24,10 @@ class ConfigError(AlmaError):
 
 class RunStateError(AlmaError):
     """The run folder is inconsistent with what was asked (e.g. a changed config on resume)."""
+
+
+class StageFailed(AlmaError):
+    """A stage failed for a reason outside the user's input (a training whose workers Ray Train could not
+    restart, say): one line and exit code 1; the committed stages are kept and the full error is logged."""
+
+    exit_code = 1

@@ -29,6 +29,7 @@ MANIFEST = "manifest.json"
 # What a stage is, recorded in its manifest, so that status, report and eval read it instead of parsing the
 # stage's label or folder. Kind -> what the stage's folder holds.
 STAGE_KINDS = {
+    "base": "the base model, copied into the run folder so that every node of a cluster reads it from there",
     "judge-split": "the judge seed split by prompt into training and held-out triplets",
     "train": "a checkpoint trained by Ray Train (SFT, judge, distilled judge, or a round's model)",
     "pool": "prompts the base model wrote few-shot, filtered and de-duplicated",

@@ -139,6 +139,11 @@ class RunLayout:
         return self.root / "judge-distill"
 
     @property
+    def base(self) -> Path:
+        """The base model, copied into the run folder: every node reads it from the run's storage."""
+        return self.root / "base"
+
+    @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
 
@@ -199,7 +204,7 @@ class RunLayout:
     def kind_of(self, folder: Path) -> str:
         """The stage kind (core.manifest.STAGE_KINDS) of a stage folder by where it is, "" if none: for
         manifests written before they recorded `kind`."""
-        fixed = {self.judge_split: "judge-split", self.pool: "pool", self.pool_embeddings: "pool-embeddings",
+        fixed = {self.base: "base", self.judge_split: "judge-split", self.pool: "pool", self.pool_embeddings: "pool-embeddings",
                  self.pool_clusters: "pool-clusters", self.distill_labels: "distill-labels"}
         if folder in fixed:
             return fixed[folder]

@@ -87,6 +87,14 @@ class RemoteRunFolder:
             while block := src.read(_CHUNK):
                 dst.write(block)
 
+    def read_text(self, name: str) -> str | None:
+        """A top-level text file of the run folder at the URI (its config.yaml, say); None if it has none."""
+        remote = f"{self.root}/{name}"
+        if not self._exists(remote):
+            return None
+        with self.fs.open_input_stream(remote) as f:
+            return f.read().decode("utf-8")
+
     def upload(self, path: Path) -> None:
         """Copy one file of the working copy (config, summary, log) to the URI."""
         self._put(path, self._remote(path))

@@ -58,9 +58,9 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
     called with the run once it is done: `alma run` writes the report there (commands/report.py), a layer
     above this one."""
     from alma.cluster.local import start_ray, stop_ray
-    from alma.cluster.serve_apps import deploy_generator, deploy_judge, start_serve
+    from alma.cluster.serve_apps import delete_apps, deploy_generator, deploy_judge, start_serve
     from alma.jobs.distill import self_distill
-    from alma.jobs.initial_models import initial_models
+    from alma.jobs.initial_models import base_stage, initial_models
     from alma.jobs.pool import build_pool
     from alma.jobs.rounds import draw_and_sample, judge_and_train
     from alma.checkpoints import resolve_model
@@ -86,6 +86,7 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
     say(f"run folder {where} ({len(seed_sft)} SFT seed rows, {len(seed_judge)} judge seed rows)")
     ray_ctx = start_ray(ctx.run_dir, cfg.cluster.address, cfg.cluster.host, cfg.cluster.num_cpus)
     try:
+        base = base_stage(ctx, base)
         start_serve()
         sft_paths, judge_path = initial_models(ctx, base, seed_sft, seed_judge, rubric)
         deploy_generator(cfg)
@@ -99,6 +100,8 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
                 deploy_judge(cfg, str(judge_path.resolve()), rubric)
             results.append(judge_and_train(ctx, r, base, responses, judge_path, seed_sft))
     finally:
+        if not ray_ctx.started_local:  # a cluster that outlives the run: its replicas are released
+            delete_apps()
         stop_ray(ray_ctx)
     summary = {"run_dir": str(ctx.run_dir), "config_hash": ctx.config_hash, "base": str(base),
                "judge": str(judge_path),

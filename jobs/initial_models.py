@@ -1,4 +1,9 @@
-"""Step 0: the two initial SFT models (two training seeds) and the judge, all fine-tuned from the base.
+"""Step 0: the base model copied into the run folder, then the two initial SFT models (two training seeds)
+and the judge, all fine-tuned from that copy.
+
+The copy is what makes a run folder self-contained: on a cluster, Ray Train workers, Serve replicas and
+Ray Data actors on other nodes read every model from the run's storage (a shared volume, or the object
+store through each node's working copy), never from the driver node's alma cache.
 
 The judge trains on the judge seed's training split only; the held-out prompts (core.judge_split) are
 committed beside it in `judge-split/` for `alma judge eval`.
@@ -6,7 +11,9 @@ committed beside it in `judge-split/` for `alma judge eval`.
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -37,6 +44,35 @@ def sft_rows(examples: list[SftExample], rows: int | None = None, seed: int = 0)
 def judge_rows(examples: list[JudgeExample], rubric: str, answer_prefix: str) -> list[dict]:
     return [{"prompt": judge_messages(e.prompt, e.response, rubric),
              "completion": judge_target(e.score, answer_prefix), "source": "seed"} for e in examples]
+
+
+def base_stage(ctx: RunContext, resolved: Path) -> Path:
+    """Commit base/: the resolved base model's files (hard links where the file system allows, else copies)."""
+    out = ctx.layout.base
+
+    def build(w: StageWriter) -> None:
+        files = sorted(p for p in resolved.rglob("*") if p.is_file() and _model_file(p.relative_to(resolved)))
+        for src in files:
+            dest = w.path / src.relative_to(resolved)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dest)  # the cache's built models are never written in place
+            except OSError:
+                shutil.copy2(src, dest)
+        w.info = {"source": str(resolved), "files": len(files)}
+
+    ctx.stage(out, "base model", build, kind="base")
+    return out
+
+
+_PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # alma loads safetensors only: these are not copied
+
+
+def _model_file(rel: Path) -> bool:
+    """Whether a base model's file is copied: not under a hidden folder (.git, .cache), not a pickled
+    checkpoint, not a stage manifest."""
+    return not any(part.startswith(".") for part in rel.parts) and rel.suffix not in _PICKLED \
+        and rel.name != "manifest.json"
 
 
 def train_stage(ctx: RunContext, name: str, base: Path, rows: list[dict], seed: int, judge: bool = False,

@@ -110,6 +110,7 @@ def embed_pool(ctx: RunContext, base: Path, pool_file: Path) -> Path:
             compute=ray_data.ActorPoolStrategy(size=cfg.pool.embed_actors),
             num_cpus=cfg.serve.num_cpus,
             num_gpus=cfg.serve.num_gpus,
+            resources=dict(cfg.serve.resources),
             **actor_fault_options(cfg),
         )
         with watch_rows(w.path, pq.read_metadata(pool_file).num_rows):

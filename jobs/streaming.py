@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from alma.actors.callers import ATTEMPTS, ERROR, ROWS_LOST
+from alma.actors.nodes import CALLER_NODE, NODE_COLUMNS, REPLICA_NODE, count_nodes
 from alma.config import AlmaConfig
 from alma.core.batching import order_requests
 from alma.core.errors import RunStateError
@@ -76,10 +77,15 @@ class Streamed:
     errors: int  # input rows that failed permanently (in errors.parquet)
     rows_lost: int  # result rows those stood for
     retried_rows: int  # result rows that needed more than one attempt
+    # Which node ran what: {"callers": {node id: rows}, "replicas": {node id: rows}} (Ray Data caller actors,
+    # Serve replicas); empty for tables written before callers reported their nodes.
+    nodes: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def info(self, under: str = "") -> dict[str, Any]:
         """For the stage's manifest; `under` is the output folder's path inside the stage folder."""
         out: dict[str, Any] = {"errors": self.errors, "retried_rows": self.retried_rows}
+        if self.nodes:
+            out["nodes"] = self.nodes
         if self.errors:
             out["errors_file"] = f"{under}/{ERRORS_FILE}" if under else ERRORS_FILE
             out["rows_lost"] = self.rows_lost
@@ -148,10 +154,15 @@ def split_errors(raw: Path, out: Path, results: tuple[str, ...] = ()) -> Streame
     out.mkdir(parents=True, exist_ok=True)
     rows = rows_lost = retried = 0
     errors: list[pa.Table] = []
+    nodes: dict[str, list[str | None]] = {CALLER_NODE: [], REPLICA_NODE: []}
     for f in sorted(raw.glob("*.parquet")):
         table = pq.read_table(f)
         if table.num_rows == 0:  # an empty block may carry no columns at all
             continue
+        for column in NODE_COLUMNS:
+            if column in table.column_names:
+                nodes[column].extend(table[column].to_pylist())
+        table = table.drop_columns([c for c in NODE_COLUMNS if c in table.column_names])
         failed = pc.is_valid(table[ERROR])
         good = table.filter(pc.invert(failed))
         if good.num_rows:
@@ -164,4 +175,6 @@ def split_errors(raw: Path, out: Path, results: tuple[str, ...] = ()) -> Streame
             errors.append(bad.drop_columns([c for c in results if c in bad.column_names]))
     if errors:
         pq.write_table(pa.concat_tables(errors, promote_options="default"), out / ERRORS_FILE)
-    return Streamed(rows, sum(t.num_rows for t in errors), rows_lost, retried)
+    placement = {"callers": count_nodes(nodes[CALLER_NODE]), "replicas": count_nodes(nodes[REPLICA_NODE])}
+    return Streamed(rows, sum(t.num_rows for t in errors), rows_lost, retried,
+                    placement if any(placement.values()) else {})

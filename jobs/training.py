@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alma.config import TrainConfig
+from alma.core.errors import StageFailed
 from alma.jobs.progress import current_label, read_steps, step_callback, steps_file, watch
 
 log = logging.getLogger("alma.train")
@@ -119,7 +120,7 @@ def run_trainer(trainer: Any, cfg: TrainConfig, tokenizer: Any, output: Path, ex
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    metrics = {"steps": result.global_step, "train_loss": result.training_loss,
+    metrics = {"nodes": _worker_nodes(), "steps": result.global_step, "train_loss": result.training_loss,
                "first_loss": logs[0]["loss"] if logs else None, "last_loss": logs[-1]["loss"] if logs else None,
                "examples": examples, "examples_used": used, "seconds": result.metrics.get("train_runtime"),
                "resumed_from_step": resumed_from,
@@ -129,6 +130,23 @@ def run_trainer(trainer: Any, cfg: TrainConfig, tokenizer: Any, output: Path, ex
         tokenizer.save_pretrained(str(output))
         (output / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     ray.train.report(metrics)
+
+
+def _worker_nodes() -> list[str]:
+    """The Ray node id of every worker of this training, by rank (gathered over the worker group's process
+    group when there are several): the stage's record of where it trained."""
+    import ray
+    import ray.train
+
+    node = ray.get_runtime_context().get_node_id()
+    world = ray.train.get_context().get_world_size()
+    if world == 1:
+        return [node]
+    import torch.distributed as dist
+
+    nodes: list[str] = [""] * world
+    dist.all_gather_object(nodes, node)
+    return nodes
 
 
 def _train_loop(config: dict[str, Any]) -> None:
@@ -160,6 +178,20 @@ def train_sft(name: str, base: Path, data: Path, output: Path, train: TrainConfi
                                    "trust_remote_code": trust_remote_code}, output, train, storage)
 
 
+def _training_failures() -> tuple[type[BaseException], ...]:
+    """Ray Train's "training failed" errors (the v1 and v2 classes, whichever this Ray has)."""
+    import ray.train
+
+    found: list[type[BaseException]] = [ray.train.TrainingFailedError]
+    try:
+        from ray.train.v2.api.exceptions import TrainingFailedError
+
+        found.append(TrainingFailedError)
+    except ImportError:
+        pass
+    return tuple(found)
+
+
 def fit(loop: Callable[[dict[str, Any]], None], name: str, loop_config: dict[str, Any], output: Path,
         train: TrainConfig, storage: Path) -> dict[str, Any]:
     """Run `loop` on `train.num_workers` Ray Train workers (it gets `loop_config` plus "train" and "output")
@@ -172,7 +204,7 @@ def fit(loop: Callable[[dict[str, Any]], None], name: str, loop_config: dict[str
     run_folder = storage.resolve() / name
     shutil.rmtree(run_folder, ignore_errors=True)
 
-    resources = {"CPU": train.cpus_per_worker}
+    resources = {**train.resources, "CPU": train.cpus_per_worker}
     if train.use_gpu:
         resources["GPU"] = 1
     trainer = TorchTrainer(
@@ -188,6 +220,12 @@ def fit(loop: Callable[[dict[str, Any]], None], name: str, loop_config: dict[str
     try:
         with watch(lambda: read_steps(steps), current_label(f"train {name}"), unit="steps"):
             trainer.fit()
+    except _training_failures() as e:
+        log.error("train %s failed", name, exc_info=e)  # the workers' tracebacks, for the driver's log
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StageFailed(f"train {name}: Ray Train gave up after {train.max_failures} restart(s) ({first}); the "
+                          "full error is in the run's logs/driver.log, and `alma run --resume RUN` continues "
+                          "from the last committed stage") from None
     finally:
         shutil.rmtree(run_folder, ignore_errors=True)
         steps.unlink(missing_ok=True)

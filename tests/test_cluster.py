@@ -39,11 +39,13 @@ def test_generator_serves_several_checkpoints(cluster):
     sampling = {"max_new_tokens": 8, "temperature": 1.0, "top_p": 1.0, "stop": [], "seed": 3}
     chat = [[{"role": "user", "content": "Name a fruit."}], [{"role": "user", "content": "Say hi."}]]
     for model in cluster["models"]:
-        out = cluster["gen"].options(multiplexed_model_id=str(model)).generate.remote(chat, 3, sampling).result()
+        reply = cluster["gen"].options(multiplexed_model_id=str(model)).generate.remote(chat, 3, sampling).result()
+        assert len(reply["node"]) == 56  # the replica's Ray node id, for the stage's record of where it ran
+        out = reply["completions"]
         assert len(out) == 2 and all(len(samples) == 3 for samples in out)
         assert all(isinstance(s, str) for samples in out for s in samples)
     text = cluster["gen"].options(multiplexed_model_id=str(cluster["models"][0])).generate.remote(
-        ["Request: write"], 1, sampling).result()
+        ["Request: write"], 1, sampling).result()["completions"]
     assert len(text) == 1 and len(text[0]) == 1
 
 
@@ -54,6 +56,7 @@ def test_judge_returns_expected_score_and_distribution(cluster):
                                          {"prompt": "Capital of France?", "response": "Paris."}]).result()
     assert len(res) == 2
     for r in res:
+        assert len(r["node"]) == 56
         assert len(r["distribution"]) == 11 and abs(sum(r["distribution"]) - 1) < 1e-5
         assert math.isfinite(r["score"]) and r["score"] == pytest.approx(expected_score(r["distribution"]))
 

@@ -35,6 +35,23 @@ def test_fingerprint_ignores_location_only():
     a = load_config("tiny")
     assert a.fingerprint() == load_config("tiny", overrides=["out_dir=/x", "serve.max_replicas=3"]).fingerprint()
     assert a.fingerprint() != load_config("tiny", overrides=["rounds=3"]).fingerprint()
+    # Where the work runs changes no result: placement on a cluster's nodes is not hashed.
+    placed = ["serve.resources={gpu_node: 1}", "train.resources={trainer: 1}", "judge_train.resources={trainer: 1}",
+              "serve.upscale_delay_s=1"]
+    assert a.fingerprint() == load_config("tiny", overrides=placed).fingerprint()
+
+
+def test_placement_reaches_replicas_and_training_workers():
+    from alma.cluster.serve_apps import deployment_options
+
+    cfg = load_config("tiny", overrides=["serve.resources={gpu_node: 0.5}", "serve.upscale_delay_s=2",
+                                         "serve.downscale_delay_s=7"])
+    options = deployment_options(cfg)
+    assert options["ray_actor_options"]["resources"] == {"gpu_node": 0.5}
+    assert options["autoscaling_config"]["upscale_delay_s"] == 2
+    assert options["autoscaling_config"]["downscale_delay_s"] == 7
+    with pytest.raises(ConfigError, match="train.resources"):
+        load_config("tiny", overrides=["train.resources=[a]"])
 
 
 @pytest.mark.parametrize("overrides, fragment", [

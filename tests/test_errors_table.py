@@ -84,12 +84,12 @@ class _Handle:
     """A stand-in deployment handle: answers like the generator and the judge; 'poison' always fails."""
 
     def __init__(self):
-        self.generate = _Method(lambda prompts, n, sampling: [
+        self.generate = _Method(lambda prompts, n, sampling: {"node": "replica-node", "completions": [
             [f"{p[0]['content']} #{s}" for s in range(n)] if "poison" not in p[0]["content"] else 1 / 0
-            for p in prompts])
+            for p in prompts]})
         self.score = _Method(lambda pairs, mode: [
-            {"score": 5.0, "distribution": [1 / 11] * 11, "missing": 0} if "poison" not in p["response"]
-            else {}["no such key"] for p in pairs])
+            {"score": 5.0, "distribution": [1 / 11] * 11, "missing": 0, "node": "judge-node"}
+            if "poison" not in p["response"] else {}["no such key"] for p in pairs])
 
     def options(self, **kwargs):
         return self
@@ -117,10 +117,14 @@ def test_callers_return_every_row_as_a_result_or_an_error(tmp_path, monkeypatch)
     pq.write_table(generated, raw / "g.parquet")
     streamed = split_errors(raw, tmp_path / "responses", callers.GenerateCaller.results)
     assert (streamed.rows, streamed.errors, streamed.rows_lost) == (4, 1, 2)
+    # Which node ran what: outside Ray the caller has no node; the replica's is counted per result row.
+    assert streamed.nodes == {"callers": {}, "replicas": {"replica-node": 4}}
+    assert "_replica_node" not in pq.read_table(tmp_path / "responses" / "g.parquet").column_names
     [error] = pq.read_table(tmp_path / "responses" / ERRORS_FILE).to_pylist()
     assert error["prompt_id"] == "b" and error["attempts"] == 3
     assert error["error"].startswith("ZeroDivisionError: division by zero (alone; with its batch:")
 
     judged = callers.JudgeCaller(RETRY)({"prompt": np.array(["q", "q"]), "response": np.array(["ok", "poison"])})
     assert judged["score"].to_pylist() == [5.0, None] and judged["rows_lost"].to_pylist() == [0, 1]
+    assert judged["_replica_node"].to_pylist() == ["judge-node", None]
     assert judged["error"].to_pylist()[1].startswith("KeyError: 'no such key'")

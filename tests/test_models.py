@@ -285,3 +285,17 @@ def test_gemma3_build_gives_a_base_model_that_stops_at_end_of_turn(tmp_path: Pat
     engine.model.forward = end_turn_at_third_step
     [[answer]] = engine.generate([chat], 1, Sampling(max_new_tokens=16, temperature=0.0))
     assert len(steps) == 3 and answer and "<end_of_turn>" not in answer
+
+
+def test_the_base_model_copy_takes_what_alma_loads(tmp_path):
+    """base/ (jobs.initial_models.base_stage) holds the model's config, safetensors and tokenizer files, not
+    pickled weights, a git folder or another stage's manifest."""
+    from pathlib import Path
+
+    from alma.jobs.initial_models import _model_file
+
+    kept = [p for p in ("config.json", "model.safetensors", "tokenizer.json", "sub/weights-00001.safetensors",
+                        "chat_template.jinja", "pytorch_model.bin", ".git/HEAD", "manifest.json", "x/.cache/y",
+                        "optimizer.pt") if _model_file(Path(p))]
+    assert kept == ["config.json", "model.safetensors", "tokenizer.json", "sub/weights-00001.safetensors",
+                    "chat_template.jinja"]

@@ -28,8 +28,9 @@ def test_round_and_kind_of_a_folder(tmp_path):
     assert layout.round_of(layout.checkpoint("round-4")) == 4
     assert layout.round_of(layout.checkpoint("sft-1")) is None and layout.round_of(tmp_path.parent) is None
     assert [layout.kind_of(p) for p in (layout.pool, layout.judge_split, layout.checkpoint("sft-2"),
-                                        layout.round(1).pairs, layout.round(1).scores, tmp_path / "logs")] == \
-        ["pool", "judge-split", "train", "pairs", "scores", ""]
+                                        layout.round(1).pairs, layout.round(1).scores, tmp_path / "logs",
+                                        layout.base)] == \
+        ["pool", "judge-split", "train", "pairs", "scores", "", "base"]
     assert {layout.kind_of(p) for p in (layout.round(1).draw, layout.round(1).responses, layout.round(1).best,
                                         layout.pool_embeddings, layout.pool_clusters, layout.distill_labels)} \
         <= set(STAGE_KINDS)

@@ -164,6 +164,22 @@ def test_a_stage_committed_before_its_upload_finished_is_uploaded_on_resume(tmp_
     assert (tmp_path / "bucket" / "run" / "draw" / MANIFEST).is_file()
 
 
+def test_resume_reads_the_config_of_a_run_at_a_uri(tmp_path, monkeypatch):
+    from alma.config import dump_config, load_run_config
+
+    monkeypatch.setenv("ALMA_SCRATCH", str(tmp_path / "scratch"))
+    bucket = tmp_path / "bucket" / "run"
+    bucket.mkdir(parents=True)
+    (bucket / "config.yaml").write_text(dump_config(load_config("tiny", overrides=["rounds=3"])))
+    cfg = load_run_config(f"file://{bucket}/", ["round.prompts_per_round=5"])
+    assert cfg.out_dir == f"file://{bucket}" and cfg.rounds == 3 and cfg.round.prompts_per_round == 5
+    with pytest.raises(ConfigError, match=r"file://.*/elsewhere: not an alma run folder \(it has no config.yaml\)"):
+        load_run_config(f"file://{tmp_path}/elsewhere")
+    (bucket / "config.yaml").write_text("rounds: [")
+    with pytest.raises(ConfigError, match=r"run/config.yaml:1: not valid YAML"):
+        load_run_config(f"file://{bucket}")
+
+
 @pytest.mark.slow
 def test_alma_run_on_a_uri_resumes_from_the_uri_alone(tmp_path, alma_cache, tiny_run):
     """`alma run --out file://...` on a bucket holding the shared tiny run up to round 2 (as a driver killed
@@ -188,7 +204,8 @@ def test_alma_run_on_a_uri_resumes_from_the_uri_alone(tmp_path, alma_cache, tiny
     assert "round 2 responses: committed" in first.stdout, "round 2 was computed, and uploaded"
 
     shutil.rmtree(tmp_path / "scratch")
-    again = alma(args, alma_cache, tmp_path, env=scratch)
+    # On a fresh machine the run is resumed by its URI alone: its config comes from there too.
+    again = alma(["run", "--resume", f"file://{bucket}/run"], alma_cache, tmp_path, env=scratch)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert again.stdout.count("fetched from file://") == len(committed)
     assert "committed in" not in again.stdout  # nothing rebuilt: every stage came from the URI

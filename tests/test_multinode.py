@@ -1,0 +1,170 @@
+"""The pipeline on a Ray cluster of three nodes (tests/multinode.py), each node with a disk of its own.
+
+`alma run --preset tiny` is submitted as a Ray job (its driver on the head), with the Serve replicas and
+the Ray Train workers pinned to the two worker nodes, and a two-worker training that cannot fit on one
+node (DDP over gloo across nodes). The run folder is a shared folder standing in for an NFS volume; the
+nodes' caches, temp and scratch folders are private, so anything that is handed between nodes by a path
+outside the run folder fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from e2e_run import copy_before_round
+from multinode import WORKER, Cluster, namespaces_available, remove, start_cluster
+
+from alma.actors.apps import GENERATOR_APP
+from alma.core.manifest import read_manifest
+from alma.core.run_layout import RunLayout
+from alma.core.tables import read_table
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not namespaces_available(), reason="needs network, PID and mount namespaces "
+                                 "(unshare, nsenter, ip; root or a container that allows them)")]
+
+# Replicas and training workers on the worker nodes; the two workers of a training cannot share one (3 CPUs
+# each); calls retried long enough for Serve to replace a replica lost with its node; a training
+# checkpoint every step for a restarted worker group to continue from.
+PLACED = ["--set", f"serve.resources={{{WORKER}: 1}}", "--set", "serve.data_concurrency=2",
+          "--set", "serve.request_retries=8", "--set", "serve.retry_backoff_max_s=8",
+          *[arg for section in ("train", "judge_train", "dpo_train") for arg in
+            ("--set", f"{section}.num_workers=2", "--set", f"{section}.cpus_per_worker=2",
+             "--set", f"{section}.resources={{{WORKER}: 1}}", "--set", f"{section}.checkpoint_steps=1",
+             "--set", f"{section}.max_failures=3")]]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = start_cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield c
+    finally:
+        remove(c)
+
+
+def _node_ids(cluster: Cluster) -> tuple[str, set[str]]:
+    nodes = [n for n in cluster.ray_nodes() if n["state"] == "ALIVE"]
+    head = next(n["node_id"] for n in nodes if n["is_head_node"])
+    workers = {n["node_id"] for n in nodes if WORKER in n["resources_total"]}
+    return head, workers
+
+
+@pytest.fixture(scope="module")
+def shared_run(cluster, tmp_path_factory):
+    """`alma run --preset tiny` as a Ray job on the cluster, the run folder on a shared folder."""
+    run = tmp_path_factory.mktemp("shared") / "run"
+    res = cluster.submit([sys.executable, "-m", "alma.cli", "run", "--preset", "tiny", "--out", str(run),
+                          *PLACED])
+    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
+    return run
+
+
+def _exact_counts(layout: RunLayout, rounds) -> list[str]:
+    """Every drawn prompt of `rounds` has N responses and N scores, none failed; returns the drawn ids."""
+    drawn: list[str] = []
+    for rl in rounds:
+        draw = pq.read_table(rl.draw_file).column("prompt_id").to_pylist()
+        responses, scores = read_table(rl.responses), read_table(rl.scores)
+        n = read_manifest(rl.responses).info["split"]
+        per_prompt = {p: responses.column("prompt_id").to_pylist().count(p) for p in draw}
+        assert set(per_prompt.values()) == {sum(n.values())}, per_prompt
+        assert scores.num_rows == responses.num_rows
+        assert read_manifest(rl.responses).info["errors"] == read_manifest(rl.scores).info["errors"] == 0
+        drawn += draw
+    return drawn
+
+
+def test_tiny_run_on_three_nodes_with_a_shared_folder(cluster, shared_run):
+    layout, (head, workers) = RunLayout(shared_run), _node_ids(cluster)
+    assert len(workers) == 2
+    drawn = _exact_counts(layout, layout.rounds())
+    assert len(drawn) == len(set(drawn)) > 0, "a prompt was drawn twice"
+
+    # Where the work went, as the run folder records it.
+    for name in ("sft-1", "sft-2", "judge", "round-1", "round-2"):
+        nodes = read_manifest(layout.checkpoint(name)).info["nodes"]
+        assert len(nodes) == 2 and set(nodes) == workers, (name, nodes)  # one worker on each worker node
+    callers: set[str] = set()
+    for rl in layout.rounds():
+        for stage in (rl.responses, rl.scores):
+            placed = read_manifest(stage).info["nodes"]
+            assert set(placed["replicas"]) <= workers, (stage, placed)
+            assert sum(placed["replicas"].values()) == read_table(stage).num_rows
+            callers |= set(placed["callers"])
+    assert len(callers) >= 2, "Ray Data's caller actors ran on one node only"
+
+
+def test_the_generator_scales_out_across_nodes_and_back(cluster, shared_run):
+    """Sustained load on the generator deployment (1..2 replicas, tests/autoscale_job.py, run as a Ray job):
+    Serve adds a replica on the other worker node, then, once idle, removes it."""
+    _, workers = _node_ids(cluster)
+    res = cluster.submit([sys.executable, str(Path(__file__).with_name("autoscale_job.py")),
+                          str(RunLayout(shared_run).base)], timeout=600)
+    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
+    [line] = [json.loads(s) for s in res.stdout.splitlines() if s.startswith('{"scaled_up_s"')]
+    assert len(line["replica_nodes"]) == 2 and set(line["replica_nodes"]) == workers, line
+    assert len(line["nodes_after"]) == 1
+    print(f"\nscaled 1 -> 2 replicas (on both worker nodes) in {line['scaled_up_s']} s of load, "
+          f"back to 1 in {line['scaled_down_s']} s idle")
+
+
+def _wait_for_line(log: Path, text: str, job: subprocess.Popen, job_log: Path, timeout: float = 600) -> float:
+    """Wait until the driver's log holds `text`; the time it was seen."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if log.is_file() and text in log.read_text():
+            return time.time()
+        if job.poll() is not None:
+            raise AssertionError(f"the job ended before {text!r}:\n{job_log.read_text()[-5000:]}")
+        time.sleep(0.5)
+    raise TimeoutError(f"no {text!r} in {log} after {timeout} s")
+
+
+def test_losing_a_worker_node_mid_stream_and_mid_training(cluster, shared_run, tmp_path):
+    """Round 2 of a copy of the shared run, resumed as a Ray job. While its responses stream, the node
+    holding the generator replica is lost (every process of it killed) and a replacement node joins, as a
+    KubeRay worker group would start one; later, while round 2 trains on two nodes, one of them is lost
+    too. The stream completes on the remaining nodes with exact counts and no duplicates, and Ray Train
+    restarts the worker group and the run completes."""
+    run = copy_before_round(shared_run, tmp_path / "run", 2)
+    layout, job_log, driver_log = RunLayout(run), tmp_path / "job.log", run / "logs" / "driver.log"
+    job = cluster.submit_async([sys.executable, "-m", "alma.cli", "run", "--resume", str(run)], job_log)
+    try:
+        _wait_for_line(driver_log, "round 2 responses: started", job, job_log)
+        time.sleep(3)  # calls in flight
+        [replica] = cluster.actor_nodes(f"ServeReplica:{GENERATOR_APP}")
+        lost_at = time.time()
+        cluster.kill(cluster.node_named(replica))
+        cluster.start_node("worker-3", 3)
+        streamed_at = _wait_for_line(driver_log, "round 2 responses: committed", job, job_log)
+
+        _wait_for_line(driver_log, "train round-2: started", job, job_log)
+        time.sleep(5)
+        trainers = cluster.actor_nodes("RayTrainWorker")
+        assert len(trainers) == 2, trainers
+        train_lost_at = time.time()
+        cluster.kill(cluster.node_named(sorted(trainers)[0]))
+        cluster.start_node("worker-4", 3)
+        trained_at = _wait_for_line(driver_log, "train round-2: committed", job, job_log)
+        assert job.wait(timeout=600) == 0, job_log.read_text()[-5000:]
+    finally:
+        if job.poll() is None:
+            job.kill()
+    print(f"\nnode lost mid-stream: responses committed {streamed_at - lost_at:.1f} s later; "
+          f"node lost mid-training: round-2 committed {trained_at - train_lost_at:.1f} s later")
+
+    rl = layout.round(2)
+    drawn = _exact_counts(layout, [rl])
+    assert len(drawn) == len(set(drawn)) and not set(drawn) & set(_exact_counts(layout, [layout.round(1)]))
+    pairs = read_table(rl.responses).select(["prompt_id", "checkpoint", "sample"]).to_pylist()
+    assert len(pairs) == len({tuple(p.values()) for p in pairs}), "a response was written twice"
+    placed = read_manifest(rl.responses).info["nodes"]["replicas"]
+    assert replica in placed and len(placed) == 2, placed  # the lost node's rows, then the replacement's
+    assert (layout.checkpoint("round-2") / "model.safetensors").is_file()

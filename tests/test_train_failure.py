@@ -1,0 +1,48 @@
+"""A training Ray Train gives up on is one line and exit code 1, with the full error in the driver's log."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from alma import cli
+from alma.config import load_config
+from alma.core.errors import StageFailed
+
+
+def test_a_training_ray_train_gives_up_on_is_a_stage_failure(tmp_path, monkeypatch, caplog):
+    import ray.train
+    import ray.train.torch
+
+    from alma.jobs import training
+
+    class GivesUp:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def fit(self):
+            raise ray.train.TrainingFailedError("worker group lost a node\nTraceback (most recent call last): ...")
+
+    monkeypatch.setattr(ray.train.torch, "TorchTrainer", GivesUp)
+    train = load_config("tiny").train
+    with caplog.at_level(logging.ERROR, logger="alma.train"), pytest.raises(StageFailed) as failed:
+        training.fit(lambda config: None, "round-3", {}, tmp_path / "out", train, tmp_path / "ray_train")
+    message = str(failed.value)
+    assert "\n" not in message
+    assert message.startswith(f"train round-3: Ray Train gave up after {train.max_failures} restart(s) "
+                              "(worker group lost a node)")
+    assert "alma run --resume RUN" in message
+    assert "Traceback" in caplog.text, "the whole error goes to the log"
+
+
+def test_the_cli_reports_a_stage_failure_in_one_line_with_exit_code_1(tmp_path, monkeypatch, capsys):
+    import alma.jobs.driver as driver
+
+    def fails(cfg, force=False, finish=None):
+        raise StageFailed("train sft-1: Ray Train gave up after 2 restart(s) (lost)")
+
+    monkeypatch.setattr(driver, "run", fails)
+    assert cli.main(["run", "--preset", "tiny", "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err == "alma: error: train sft-1: Ray Train gave up after 2 restart(s) (lost)\n"
