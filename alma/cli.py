@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 
 from alma.config import DEFAULT_PRESET, PRESETS, config_reference, dump_config, load_config, load_run_config
+from alma.core import interrupts
 from alma.core.errors import AlmaError, ConfigError
 from alma.commands.judge_eval import add_arguments as add_eval_arguments
 from alma.commands.model_eval import add_arguments as add_model_eval_arguments
+from alma.commands.plan import add_arguments as add_plan_arguments
 
 
 class _Parser(argparse.ArgumentParser):
@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="every round's model and the initial SFT model answer held-out prompts: scored by the run's "
         "judge, by rule-checked instructions (IFEval style) and by any second-opinion judge; mean score, compliance, "
         "win rates per round and category, best-of-N vs random, with bootstrap intervals"))
+    add_plan_arguments(sub.add_parser(
+        "plan", help="what a run costs before it starts: tokens, FLOPs, GPU- or CPU-hours and wall time per stage "
+        "on a given cluster, and the dominant cost (--paper: the paper's setting beside its reported compute)"))
     k8s = sub.add_parser("k8s", help="Kubernetes (KubeRay) manifests")
     k8s_sub = k8s.add_subparsers(dest="k8s_command", required=True)
     _add_k8s_render_args(k8s_sub.add_parser(
@@ -236,32 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the command is, so that its `finally` blocks run as they do for Ctrl-C."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
-def _stop_on_sigterm() -> object:
-    """Make SIGTERM unwind like Ctrl-C. Python's default ends the process at once, skipping the `finally`
-    that closes an engine: a vLLM engine's EngineCore and workers (other processes) were left running after
-    `kill` of `alma eval`. Only in the main thread (signals can be set nowhere else); `ray.init` later puts
-    its own handler on SIGTERM in the commands that start Ray, which is theirs to keep."""
-    if threading.current_thread() is threading.main_thread():
-        return signal.signal(signal.SIGTERM, _raise_terminated)
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    previous = _stop_on_sigterm()
+    # Ctrl-C and SIGTERM unwind the command (its `finally` blocks close engines and a local Ray) and end it
+    # within a few seconds even when Ray does not let go (core.interrupts).
+    restore = interrupts.install()
     try:
         return _dispatch(args)
     finally:
-        if previous is not None:  # main() also runs inside other programs (the tests): leave theirs as it was
-            signal.signal(signal.SIGTERM, previous)
+        restore()
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -300,6 +286,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             from alma.commands.model_eval import model_eval_main
 
             return model_eval_main(args)
+        elif args.command == "plan":
+            from alma.commands.plan import plan_main
+
+            return plan_main(args)
         elif args.command == "judge" and args.judge_command == "eval":
             from alma.commands.judge_eval import judge_eval_main
 
@@ -309,7 +299,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return getattr(e, "exit_code", 2)
     except KeyboardInterrupt as e:
         print("alma: interrupted; committed stages are kept, run the same command to resume", file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130  # 128 + the signal, as a shell reports it
+        return 143 if isinstance(e, interrupts.Terminated) else 130  # 128 + the signal, as a shell reports it
     except BrokenPipeError:
         # The reader went away (`alma status RUN | head`): stop quietly, as other command-line tools do,
         # and keep Python's exit-time flush from printing a second error about the same pipe.

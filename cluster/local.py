@@ -16,6 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from alma.core import interrupts
+
 log = logging.getLogger("alma.cluster")
 
 # Unix socket paths are limited to 107 bytes; Ray appends about 60 to its temp dir.
@@ -82,6 +84,7 @@ def start_ray(run_dir: Path, address: str | None = None, host: str = "127.0.0.1"
         return RayContext(False, ray.get_runtime_context().gcs_address, None)
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        interrupts.reassert()
         log.info("joined Ray cluster at %s", address)
         return RayContext(False, address, None)
     run_dir = run_dir.resolve()
@@ -92,6 +95,7 @@ def start_ray(run_dir: Path, address: str | None = None, host: str = "127.0.0.1"
     cpus = num_cpus or max(4, os.cpu_count() or 1)
     ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address=host, _temp_dir=temp_dir,
              runtime_env=runtime_env, log_to_driver=False, configure_logging=False)
+    interrupts.reassert()  # ray.init put its own SIGTERM handler in place of alma's
     log.info("started a local Ray on %s (%d logical CPUs, files in %s)", host, cpus, temp_dir)
     return RayContext(True, ray.get_runtime_context().gcs_address, temp_dir, owns_temp_dir)
 

@@ -118,8 +118,10 @@ def stream_through(rows: list[dict[str, Any]] | Path, caller: type, cfg: AlmaCon
         fn_constructor_kwargs={"retry": retry_settings(cfg), **(caller_kwargs or {})},
         batch_size=batch_size,
         compute=actor_pool(ray_data, cfg),
-        # Callers only wait on deployment handles; the deployments hold the compute.
+        # Callers only wait on deployment handles; the deployments hold the compute. Spread over the nodes: a
+        # lost node then takes only its share of the calls in flight with it.
         num_cpus=0.05,
+        scheduling_strategy="SPREAD",
         **actor_fault_options(cfg),
     )
     raw = out / _RAW

@@ -40,8 +40,10 @@ def running() -> int:
 
 
 def wait_for(count: int) -> float:
+    """Seconds until Serve runs `count` replicas and exactly that many replica actors are alive (a replica
+    Serve stopped is gone only once its actor has ended)."""
     started = time.time()
-    while running() != count:
+    while running() != count or len(replica_nodes()) != count:
         if time.time() - started > LIMIT_S:
             raise TimeoutError(f"{running()} replicas running after {LIMIT_S} s, waiting for {count}")
         time.sleep(0.5)

@@ -50,7 +50,7 @@ def free_port() -> int:
 def namespaces_available() -> bool:
     """Whether this process may make PID and mount namespaces and mount a tmpfs in one (root, or a
     container that allows it)."""
-    if not (shutil.which("unshare") and shutil.which("nsenter") and shutil.which("ip")):
+    if not all(shutil.which(tool) for tool in ("unshare", "nsenter", "ip", "setpriv")):
         return False
     probe = Path(f"/tmp/alma-ns-probe-{os.getpid()}")
     probe.mkdir(exist_ok=True)
@@ -111,7 +111,9 @@ class Cluster:
         if head:
             script = "ip link set lo up && " + script
         log = self.logs / f"{name}.log"
-        proc = subprocess.Popen([*net, "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c", script],
+        # setpriv: the node dies with the test process, even one killed before its fixture could stop it.
+        proc = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", *net, "--pid", "--fork", "--kill-child",
+                                 "--mount-proc", "sh", "-c", script],
                                 env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
         node = Node(name, proc, log, cpus, worker)
         self.nodes.append(node)

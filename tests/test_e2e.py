@@ -166,9 +166,11 @@ def _rows(folder: Path, columns: list[str]) -> list[tuple]:
     return sorted(zip(*(table[c].to_pylist() for c in columns)))
 
 
-def test_killed_driver_resumes_to_the_same_rows(tiny_run, alma_cache):
-    """SIGKILL the driver while round 2's responses stream, resume with `alma run --resume`, and compare
-    round 2 with the uninterrupted run: the same (prompt, response) rows, none twice, none missing. The
+def test_interrupted_driver_stops_fast_and_resumes_to_the_same_rows(tiny_run, alma_cache):
+    """Ctrl-C (SIGINT) to the driver while round 2's responses stream: it ends within a few seconds
+    (core.interrupts' grace time, 5 s), with none of its processes left; then resume with `alma run
+    --resume`, and compare round 2 with the uninterrupted run: the same (prompt, response) rows, none
+    twice, none missing. The
     resumed run starts from a copy of the uninterrupted run with round 2 removed (its state just before
     round 2); every sample is seeded from the run seed and the prompt, so the rows must match exactly."""
     out, args, _, root = tiny_run
@@ -195,11 +197,21 @@ def test_killed_driver_resumes_to_the_same_rows(tiny_run, alma_cache):
         time.sleep(1)
         temp = list((run / "rounds" / "02").glob(".tmp-responses-*"))
         partial = [p for folder in temp for p in folder.rglob("*") if p.is_file()]
-        left = _kill_tree(driver.pid)
-        driver.wait(timeout=30)
-        assert not (run / "rounds" / "02" / "responses").exists(), "killed before the responses were committed"
-        print(f"driver killed in round 2 responses (temp folder: {len(temp)}, {len(partial)} result files in it; "
-              f"{len(left)} of its processes outlived it)")
+        tree = descendants(driver.pid) - {driver.pid}
+        interrupted = time.time()
+        driver.send_signal(signal.SIGINT)
+        assert driver.wait(timeout=60) == 130
+        took = time.time() - interrupted
+        time.sleep(1)
+        left = [p for p in tree if Path(f"/proc/{p}").exists()]
+        for p in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        assert not (run / "rounds" / "02" / "responses").exists(), "stopped before the responses were committed"
+        print(f"driver interrupted in round 2 responses, gone {took:.1f} s later (temp folder: {len(temp)}, "
+              f"{len(partial)} result files in it; {len(left)} of its {len(tree)} processes outlived it)")
+        assert took < 15 and not left, (took, left)
+        assert "alma: interrupted" in "".join(lines)
         driver = None
 
         resumed = alma(["run", "--resume", str(run)], alma_cache, root)

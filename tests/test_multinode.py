@@ -63,6 +63,8 @@ def shared_run(cluster, tmp_path_factory):
     res = cluster.submit([sys.executable, "-m", "alma.cli", "run", "--preset", "tiny", "--out", str(run),
                           *PLACED])
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
+    assert "succeeded" in (res.stdout + res.stderr).lower()
+    assert "joined Ray cluster" in (run / "logs" / "driver.log").read_text(), "the driver joined the job's cluster"
     return run
 
 
