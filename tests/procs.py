@@ -21,6 +21,15 @@ def descendants(pid: int) -> set[int]:
     return out
 
 
+def alive(pid: int) -> bool:
+    """Whether `pid` runs: a zombie (ended, not yet reaped by a parent that may itself be gone) does not."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def listeners(pids: set[int]) -> list[str]:
     """Local addresses of the TCP listening sockets owned by any of `pids`, as `ss` prints them."""
     lines = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout.splitlines()

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from e2e_run import K, M, N, R, alma, copy_before_round
-from procs import descendants
+from procs import alive, descendants
 
 from alma.core.distill import sample_label
 from alma.core.manifest import read_manifest
@@ -203,7 +203,7 @@ def test_interrupted_driver_stops_fast_and_resumes_to_the_same_rows(tiny_run, al
         assert driver.wait(timeout=60) == 130
         took = time.time() - interrupted
         time.sleep(1)
-        left = [p for p in tree if Path(f"/proc/{p}").exists()]
+        left = [p for p in tree if alive(p)]
         for p in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)

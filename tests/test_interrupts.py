@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from procs import alive
+
 from alma.core.process_tree import descendants, kill_descendants
 
 # A command whose cleanup blocks, as Ray Data's does when interrupted mid-stream: it waits for ever in a
@@ -29,14 +31,6 @@ STUCK = textwrap.dedent("""
             while True:
                 time.sleep(1)
 """)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _start(mode: str) -> tuple[subprocess.Popen, int]:
@@ -60,7 +54,7 @@ def test_a_blocked_unwind_ends_after_the_grace_time_with_its_processes(sig, code
     assert time.time() - started < 5, "the grace time is 1 s"
     assert "ending the processes this command started" in proc.stderr.read()
     time.sleep(0.2)
-    assert not any(_alive(p) for p in below), "a process the command started outlived it"
+    assert not any(alive(p) for p in below), "a process the command started outlived it"
 
 
 def test_a_second_signal_does_not_wait_for_the_grace_time():
