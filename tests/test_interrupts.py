@@ -22,7 +22,9 @@ STUCK = textwrap.dedent("""
     import subprocess, sys, time
     from alma.core import interrupts
     restore = interrupts.install(grace_s=1.0)
-    child = subprocess.Popen(["sh", "-c", "sleep 120 & sleep 120"])
+    # Not on the command's pipes: the test reads them to the end, which must not wait for these.
+    child = subprocess.Popen(["sh", "-c", "sleep 120 & sleep 120"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
     print(child.pid, flush=True)
     try:
         time.sleep(120)
@@ -68,12 +70,15 @@ def test_a_second_signal_does_not_wait_for_the_grace_time():
 
 def test_an_unwind_that_finishes_in_time_exits_as_usual():
     proc, child = _start("clean")
+    below = descendants(proc.pid)
     proc.send_signal(signal.SIGINT)
     # Python's own ending for an uncaught KeyboardInterrupt (its traceback, then death by SIGINT): the
     # grace timer killed nothing.
     assert proc.wait(timeout=15) == -signal.SIGINT
     err = proc.stderr.read()
     assert "KeyboardInterrupt" in err and "ending the processes" not in err
+    assert all(alive(p) for p in below)
+    kill_descendants(child)
     os.kill(child, signal.SIGKILL)
 
 
