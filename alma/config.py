@@ -626,32 +626,31 @@ def load_config(
 def load_run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> AlmaConfig:
     """The config a run folder (a path, or the URI of a run kept in an object store) was made with (its
     config.yaml), with `--set` overrides on top."""
-    if is_uri(str(run_dir)):
-        return _load_remote_run_config(str(run_dir), overrides)
-    path = Path(run_dir) / "config.yaml"
-    if not Path(run_dir).is_dir():
-        raise ConfigError(f"{run_dir}: no such run folder")
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: not an alma run folder (it has no config.yaml)")
-    data = _renamed(_read_yaml(_read_file(path), str(path)))
-    data["out_dir"] = str(run_dir)  # wherever the folder lives now
-    return _validate(data, str(path), overrides)
+    location, where, text = _run_config_text(str(run_dir))
+    data = _renamed(_read_yaml(text, where))
+    data["out_dir"] = location  # wherever the folder lives now
+    return _validate(data, where, overrides)
 
 
-def _load_remote_run_config(uri: str, overrides: list[str] | tuple[str, ...]) -> AlmaConfig:
-    """load_run_config for a run folder at a URI: its config.yaml is read from there (a fresh machine has no
-    working copy yet; the run downloads its committed stages when it starts)."""
-    uri = uri.rstrip("/")
+def _run_config_text(run_dir: str) -> tuple[str, str, str]:
+    """(where the run folder is, where its config.yaml is, that file's text). A URI's config is read from
+    the store: a fresh machine has no working copy yet, and the run downloads its committed stages when it
+    starts."""
+    if not is_uri(run_dir):
+        path = Path(run_dir) / "config.yaml"
+        if not Path(run_dir).is_dir():
+            raise ConfigError(f"{run_dir}: no such run folder")
+        if not path.is_file():
+            raise ConfigError(f"{run_dir}: not an alma run folder (it has no config.yaml)")
+        return run_dir, str(path), _read_file(path)
+    uri = run_dir.rstrip("/")
     try:
         text = RemoteRunFolder(uri, scratch_dir(uri)).read_text("config.yaml")
     except OSError as e:  # the store refused or could not be reached
         raise ConfigError(f"{uri}: cannot read the run folder ({e.__class__.__name__}: {e})") from None
     if text is None:
         raise ConfigError(f"{uri}: not an alma run folder (it has no config.yaml)")
-    where = f"{uri}/config.yaml"
-    data = _renamed(_read_yaml(text, where))
-    data["out_dir"] = uri
-    return _validate(data, where, overrides)
+    return uri, f"{uri}/config.yaml", text
 
 
 def _renamed(data: dict[str, Any]) -> dict[str, Any]:

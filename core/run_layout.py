@@ -204,8 +204,9 @@ class RunLayout:
     def kind_of(self, folder: Path) -> str:
         """The stage kind (core.manifest.STAGE_KINDS) of a stage folder by where it is, "" if none: for
         manifests written before they recorded `kind`."""
-        fixed = {self.base: "base", self.judge_split: "judge-split", self.pool: "pool", self.pool_embeddings: "pool-embeddings",
-                 self.pool_clusters: "pool-clusters", self.distill_labels: "distill-labels"}
+        fixed = {self.base: "base", self.judge_split: "judge-split", self.pool: "pool",
+                 self.pool_embeddings: "pool-embeddings", self.pool_clusters: "pool-clusters",
+                 self.distill_labels: "distill-labels"}
         if folder in fixed:
             return fixed[folder]
         if folder.parent == self.checkpoints:

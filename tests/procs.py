@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
+
+from alma.core import process_tree
 
 
 def descendants(pid: int) -> set[int]:
     """`pid` and every process below it (Ray daemons are grandchildren of the test process)."""
-    out = {pid}
-    for _ in range(6):
-        for p in os.listdir("/proc"):
-            if p.isdigit():
-                try:
-                    ppid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
-                except OSError:
-                    continue
-                if ppid in out:
-                    out.add(int(p))
-    return out
+    return {pid, *process_tree.descendants(pid)}
 
 
 def alive(pid: int) -> bool:
