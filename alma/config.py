@@ -363,6 +363,10 @@ class ClusterConfig(_Strict):
     num_cpus: int | None = Field(
         None, ge=1, description="Logical CPUs of a local Ray (None: max(4, cores), so stages never deadlock)."
     )
+    concurrent_trainings: int = Field(
+        3, ge=1, description="At most this many of step 0's independent trainings (sft-1, sft-2, judge) at once, "
+        "when the nodes' free resources hold all their workers (train.cpus_per_worker, .resources, .num_workers); "
+        "the others wait for the next wave. 1: one after another. Results do not depend on it.")
 
 
 class SeedsConfig(_Strict):

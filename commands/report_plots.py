@@ -30,7 +30,10 @@ PLOTS = {  # file -> (section title, what it shows)
                        "model and against the previous round, ties counting half (right; 0.5 is no difference). "
                        "Bars are bootstrap confidence intervals over the prompts. Written by `alma eval`."),
     "stage_timings.png": ("Stage timings",
-                          "Wall seconds of every committed stage, in the order they were committed."),
+                          "Every committed stage on the run's timeline, in the order they started: a bar from its "
+                          "start to its commit, so stages that ran at once (step 0's trainings, where the cluster "
+                          "had room) overlap. Idle stretches between stages (a run stopped and resumed) are "
+                          "shortened to a minute."),
 }
 
 
@@ -193,14 +196,17 @@ def _plot_stages(stages: list[dict]):
     fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(stages) + 1.2))
     labels = [s["label"] for s in stages]
     kinds = [report_data.timing_group(s.get("kind", "")) for s in stages]
-    ax.barh(range(len(stages)), [s["seconds"] for s in stages], color=[colours[k] for k in kinds])
+    # Bars on the run's timeline (report_data.timeline): stages that ran at once overlap.
+    ax.barh(range(len(stages)), [s["seconds"] for s in stages], left=[s.get("start_s", 0.0) for s in stages],
+            color=[colours[k] for k in kinds])
     ax.set_yticks(range(len(stages)), labels, fontsize="small")
     ax.invert_yaxis()
-    ax.set_xlabel("seconds")
+    ax.set_xlabel(f"seconds since the first stage started (idle stretches over "
+                  f"{report_data.TIMELINE_GAP_S:.0f} s drawn as {report_data.TIMELINE_GAP_S:.0f} s)")
     for kind, colour in colours.items():
         if kind in kinds:
             ax.barh([0], [0], color=colour, label=kind)
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(fontsize="small", loc="upper right")  # the first rows (base model, judge split) are short
     ax.grid(axis="x", alpha=0.3)
     return fig
 

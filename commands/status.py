@@ -114,7 +114,9 @@ def run_status(run_dir: Path, now: float | None = None) -> RunStatus:
     if driver_alive or (not same_host and running) or (progress is None and alive_tmp):
         state = "running"
         if running:
-            detail = _running_line(running, now)
+            # Several entries when trainings overlap (step 0's), each with its own time and progress.
+            entries = [{**entry, "updated_at": running.get("updated_at")} for entry in running.get("running") or []]
+            detail = "; ".join(_running_line(entry, now) for entry in entries or [running])
         elif progress and progress.get("last_stage"):
             detail = f"between stages (last committed: {progress['last_stage']})"
         else:

@@ -144,13 +144,44 @@ def round_report(data: RoundInput) -> dict[str, Any]:
     }
 
 
+# An idle stretch longer than this between stages (a run stopped and resumed the next day) is drawn this long.
+TIMELINE_GAP_S = 60.0
+
+
 def stage_timings(stages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Stages (label, seconds, rows, committed_at, ...) in commit order, with rows per second."""
+    """Stages (label, seconds, rows, committed_at, ...) in commit order, with rows per second and `start_s`,
+    where the stage starts on the run's timeline (`timeline`)."""
     out = []
     for s in sorted(stages, key=lambda s: s.get("committed_at") or 0):
         seconds, rows = float(s.get("seconds") or 0), s.get("rows")
         out.append({**s, "rows_per_s": rows / seconds if rows is not None and seconds > 0 else None})
+    for s, start in zip(out, timeline(out)):
+        s["start_s"] = start
     return out
+
+
+def timeline(stages: Sequence[Mapping[str, Any]], max_gap_s: float = TIMELINE_GAP_S) -> list[float]:
+    """Each stage's start (commit time minus its seconds) in seconds from the earliest start, with every
+    idle stretch (no stage running) longer than `max_gap_s` shortened to it: overlapping stages (step 0's
+    trainings) show as overlapping bars, and a resumed run's pause does not squeeze the rest. A stage
+    without a commit time (an old manifest) starts where the one before it in the list ended."""
+    begins = {i: float(s["committed_at"]) - float(s.get("seconds") or 0)
+              for i, s in enumerate(stages) if s.get("committed_at")}
+    placed: dict[int, float] = {}
+    shift, covered, origin = 0.0, None, None  # idle seconds cut so far; latest end so far; earliest start
+    for i in sorted(begins, key=begins.get):
+        begin, seconds = begins[i], float(stages[i].get("seconds") or 0)
+        origin = begin if origin is None else origin
+        if covered is not None and begin - covered > max_gap_s:
+            shift += begin - covered - max_gap_s
+        placed[i] = begin - origin - shift
+        covered = begin + seconds if covered is None else max(covered, begin + seconds)
+    starts: list[float] = []
+    for i, s in enumerate(stages):
+        if i not in placed:
+            placed[i] = starts[-1] + float(stages[i - 1].get("seconds") or 0) if starts else 0.0
+        starts.append(placed[i])
+    return starts
 
 
 TIMING_GROUPS = {"train": "train", "pool": "generate", "pool-embeddings": "generate", "responses": "generate",

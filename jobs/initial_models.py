@@ -14,17 +14,21 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alma.core.judge_prompt import judge_messages, judge_target
+from alma.core.console import say
 from alma.core.judge_split import split_by_prompt
 from alma.core.manifest import StageWriter
+from alma.core.packing import waves
 from alma.core.seeds import JudgeExample, SftExample, load_judge
 from alma.jobs.run_context import RunContext
-from alma.jobs.training import DATA_FILE, train_sft, training_table
+from alma.jobs.training import DATA_FILE, train_sft, training_table, worker_bundle
 
 
 def seed_sample(examples: list, rows: int | None, seed: int) -> list:
@@ -125,11 +129,69 @@ def judge_split_stage(ctx: RunContext, judge: list[JudgeExample]) -> list[JudgeE
 
 def initial_models(ctx: RunContext, base: Path, sft: list[SftExample], judge: list[JudgeExample],
                    rubric: str) -> tuple[list[Path], Path]:
+    """Train sft-1, sft-2 and the judge: at once where the cluster has room for their workers
+    (`cluster.concurrent_trainings`, core.packing), one after another where it has not."""
     rows = sft_rows(sft, ctx.cfg.train.seed_rows, ctx.cfg.seed)
-    sft_paths = [train_stage(ctx, f"sft-{i}", base, rows, seed)
-                 for i, seed in enumerate(ctx.cfg.sft_seeds, start=1)]
     judge_train = judge_split_stage(ctx, judge)
     judge_train = seed_sample(judge_train, ctx.cfg.judge_train.seed_rows, ctx.cfg.seed)
-    judge_path = train_stage(ctx, "judge", base, judge_rows(judge_train, rubric, ctx.cfg.judge.answer_prefix),
-                             ctx.cfg.seed, judge=True)
-    return sft_paths, judge_path
+    trainings = [Training(f"sft-{i}", rows, seed) for i, seed in enumerate(ctx.cfg.sft_seeds, start=1)]
+    trainings.append(Training("judge", judge_rows(judge_train, rubric, ctx.cfg.judge.answer_prefix),
+                              ctx.cfg.seed, judge=True))
+    paths = train_together(ctx, base, trainings)
+    return paths[:-1], paths[-1]
+
+
+@dataclass(frozen=True)
+class Training:
+    """One of step 0's trainings: its checkpoint name, rows, seed, and whether it takes judge_train's settings."""
+
+    name: str
+    rows: list[dict]
+    seed: int
+    judge: bool = False
+
+
+def train_together(ctx: RunContext, base: Path, trainings: list[Training]) -> list[Path]:
+    """Commit each training's checkpoint, in waves of those that fit the cluster's free resources at once;
+    the checkpoint paths, in the trainings' order. A training that fails does not stop the others of its
+    wave (what they commit is kept for the resume); the first failure is raised once the wave is done."""
+    from alma.cluster.resources import free_per_node
+
+    done = {t.name for t in trainings if ctx.committed(ctx.layout.checkpoint(t.name))}
+    for t in trainings:
+        if t.name in done:
+            train_stage(ctx, t.name, base, t.rows, t.seed, judge=t.judge)  # says it is committed, skips it
+    todo = [t for t in trainings if t.name not in done]
+    settings = {t.name: ctx.cfg.judge_train if t.judge else ctx.cfg.train for t in todo}
+    bundles = [[worker_bundle(settings[t.name])] * settings[t.name].num_workers for t in todo]
+    groups = waves(bundles, free_per_node(), ctx.cfg.cluster.concurrent_trainings) if todo else []
+    for group in groups:
+        if len(group) > 1:
+            say("training " + ", ".join(todo[i].name for i in group) + " at once (the cluster has room for "
+                "their workers; cluster.concurrent_trainings=1 trains one after another)")
+        _run_wave(ctx, base, [todo[i] for i in group])
+    return [ctx.layout.checkpoint(t.name) for t in trainings]
+
+
+def _run_wave(ctx: RunContext, base: Path, wave: list[Training]) -> None:
+    if len(wave) == 1:
+        train_stage(ctx, wave[0].name, base, wave[0].rows, wave[0].seed, judge=wave[0].judge)
+        return
+    # Daemon threads, not an executor's: Ctrl-C in the driver must not wait for a training to finish.
+    errors: dict[str, BaseException] = {}
+
+    def one(t: Training) -> None:
+        try:
+            train_stage(ctx, t.name, base, t.rows, t.seed, judge=t.judge)
+        except BaseException as e:  # handed to the driver's thread below
+            errors[t.name] = e
+
+    threads = [threading.Thread(target=one, args=(t,), name=f"alma-train-{t.name}", daemon=True) for t in wave]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(timeout=0.5)  # short waits: a signal reaches the driver's thread between them
+    for t in wave:
+        if t.name in errors:
+            raise errors[t.name]

@@ -54,19 +54,67 @@ def _state(run_dir: Path, **fields) -> None:
         log.debug("progress.json: %s", e)
 
 
+class _Board:
+    """The stages running in each run folder, several at once when trainings overlap (jobs.initial_models),
+    and what progress.json says about them: the first one started under "stage"/"started_at"/"progress" (as
+    a single stage always was), every one of them under "running"."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[Path, dict[str, dict]] = {}  # run folder -> label -> its entry
+        self._failed: dict[Path, dict] = {}  # run folder -> the first stage that failed while others ran
+
+    def start(self, stage: _Stage) -> None:
+        with self._lock:
+            self._running.setdefault(stage.run_dir, {})[stage.label] = {
+                "stage": stage.label, "started_at": stage.started_at, "progress": None}
+            self._write(stage.run_dir)
+
+    def update(self, stage: _Stage, progress: dict) -> None:
+        with self._lock:
+            entry = self._running.get(stage.run_dir, {}).get(stage.label)
+            if entry is not None:
+                entry["progress"] = progress
+                self._write(stage.run_dir)
+
+    def end(self, stage: _Stage, error: str | None) -> None:
+        with self._lock:
+            running = self._running.get(stage.run_dir, {})
+            running.pop(stage.label, None)
+            if error is not None:
+                self._failed.setdefault(stage.run_dir, {"stage": stage.label, "started_at": stage.started_at,
+                                                        "error": error})
+            if running:
+                self._write(stage.run_dir)
+                return
+            self._running.pop(stage.run_dir, None)
+            failed = self._failed.pop(stage.run_dir, None)
+            if failed is not None:
+                _state(stage.run_dir, state="failed", **failed)
+            else:
+                _state(stage.run_dir, state="idle", last_stage=stage.label, finished_at=time.time())
+
+    def _write(self, run_dir: Path) -> None:
+        entries = list(self._running[run_dir].values())
+        _state(run_dir, state="running", **entries[0], running=entries)
+
+
+_board = _Board()
+
+
 @contextmanager
 def stage_running(run_dir: Path, label: str) -> Iterator[None]:
-    """Mark `label` as the stage running in `run_dir` (progress.json) for the duration of the block."""
+    """Mark `label` as a stage running in `run_dir` (progress.json) for the duration of the block."""
     stage = _Stage(run_dir, label, time.time())
     token = _current.set(stage)
-    _state(run_dir, state="running", stage=label, started_at=stage.started_at, progress=None)
+    _board.start(stage)
     try:
         yield
     except BaseException as e:
-        _state(run_dir, state="failed", stage=label, started_at=stage.started_at, error=type(e).__name__)
+        _board.end(stage, type(e).__name__)
         raise
     else:
-        _state(run_dir, state="idle", last_stage=label, finished_at=time.time())
+        _board.end(stage, None)
     finally:
         _current.reset(token)
 
@@ -107,8 +155,7 @@ class Reporter:
             self._write(f"\r\x1b[K[alma {time.strftime('%H:%M:%S')}] {self.progress.line()}")
             self._drawn = True
         if self._stage is not None and self._file.ready(now):
-            _state(self._stage.run_dir, state="running", stage=self._stage.label,
-                   started_at=self._stage.started_at, progress=self.progress.as_dict())
+            _board.update(self._stage, self.progress.as_dict())
 
     def close(self) -> None:
         if self._drawn:  # leave the terminal's line empty for the stage's next line

@@ -128,6 +128,10 @@ class RunContext:
             self.remote.upload_stage(stage_dir)
         return done
 
+    def committed(self, stage_dir: Path) -> bool:
+        """Whether the stage is committed (here, or at the run's URI, which brings it here)."""
+        return self._sync(stage_dir) is not None
+
     def stage(self, stage_dir: Path, label: str, build: Callable[[StageWriter], None], kind: str = "",
               round: int | None = None) -> Manifest:
         """Run `build` into a temporary folder and commit it, unless it was committed before. `kind` (one of

@@ -192,6 +192,14 @@ def _training_failures() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+def worker_bundle(train: TrainConfig) -> dict[str, float]:
+    """The resources one Ray Train worker of this training asks for (its placement group bundle)."""
+    bundle = {**train.resources, "CPU": train.cpus_per_worker}
+    if train.use_gpu:
+        bundle["GPU"] = 1
+    return bundle
+
+
 def fit(loop: Callable[[dict[str, Any]], None], name: str, loop_config: dict[str, Any], output: Path,
         train: TrainConfig, storage: Path) -> dict[str, Any]:
     """Run `loop` on `train.num_workers` Ray Train workers (it gets `loop_config` plus "train" and "output")
@@ -204,9 +212,7 @@ def fit(loop: Callable[[dict[str, Any]], None], name: str, loop_config: dict[str
     run_folder = storage.resolve() / name
     shutil.rmtree(run_folder, ignore_errors=True)
 
-    resources = {**train.resources, "CPU": train.cpus_per_worker}
-    if train.use_gpu:
-        resources["GPU"] = 1
+    resources = worker_bundle(train)
     trainer = TorchTrainer(
         loop,
         train_loop_config={**loop_config, "train": train.model_dump(), "output": str(output)},

@@ -71,6 +71,24 @@ def test_outputs_hold_together(tiny_run):
         (kind, r) for r in range(1, R + 1) for kind in ("draw", "responses", "scores", "best", "train")}
 
 
+def test_step_0_trains_its_three_models_at_once(tiny_run):
+    """The tiny run's local Ray has 4 CPUs and each training one 1-CPU worker: sft-1, sft-2 and the judge
+    overlap (jobs.initial_models.train_together), and the report's timeline shows it."""
+    out, _, first, _ = tiny_run
+    assert "training sft-1, sft-2, judge at once" in first.stdout
+    spans = {}
+    for name in ("sft-1", "sft-2", "judge"):
+        m = read_manifest(out / "checkpoints" / name)
+        spans[name] = (m.committed_at - m.seconds, m.committed_at)
+    latest_start = max(start for start, _ in spans.values())
+    assert latest_start < min(end for _, end in spans.values()), f"not all three ran at once: {spans}"
+    from alma.commands.report import build_report_data
+
+    starts = {s["label"]: s["start_s"] for s in build_report_data(out)["stages"]}
+    assert max(starts[f"train {n}"] for n in spans) < min(spans[n][1] - spans[n][0] for n in spans), \
+        "on the plot's timeline the three bars overlap too"
+
+
 def test_run_ends_with_its_report_and_throughput(tiny_run):
     from test_report import check_finished_run
 

@@ -169,3 +169,33 @@ def test_training_steps_travel_through_a_file_beside_the_stage(tmp_path):
     assert jp.read_steps(path) == (3, 10)
     path.write_text("{torn")
     assert jp.read_steps(path) == (0, None)
+
+
+def test_stages_running_side_by_side_share_progress_json(tmp_path, monkeypatch):
+    """Step 0's trainings overlap: progress.json lists each running one, and says idle only when the last ends."""
+    monkeypatch.setenv("ALMA_PROGRESS_INTERVAL_S", "1000")
+    read = lambda: json.loads(RunLayout(tmp_path).progress.read_text())  # noqa: E731
+    first, second = jp.stage_running(tmp_path, "train sft-1"), jp.stage_running(tmp_path, "train judge")
+    first.__enter__()
+    second.__enter__()
+    state = read()
+    assert state["state"] == "running" and state["stage"] == "train sft-1"
+    assert [e["stage"] for e in state["running"]] == ["train sft-1", "train judge"]
+    jp.Reporter("train judge", 10, "steps", tty=False).update(4)
+    assert [e["progress"] and e["progress"]["done"] for e in read()["running"]] == [None, 4]
+    first.__exit__(None, None, None)
+    state = read()
+    assert state["state"] == "running" and [e["stage"] for e in state["running"]] == ["train judge"]
+    second.__exit__(None, None, None)
+    assert read()["state"] == "idle" and read()["last_stage"] == "train judge"
+
+
+def test_a_stage_failing_beside_another_is_reported_once_both_end(tmp_path):
+    read = lambda: json.loads(RunLayout(tmp_path).progress.read_text())  # noqa: E731
+    ok, bad = jp.stage_running(tmp_path, "train sft-2"), jp.stage_running(tmp_path, "train sft-1")
+    ok.__enter__()
+    bad.__enter__()
+    bad.__exit__(RuntimeError, RuntimeError("x"), None)
+    assert read()["state"] == "running" and [e["stage"] for e in read()["running"]] == ["train sft-2"]
+    ok.__exit__(None, None, None)
+    assert (read()["state"], read()["stage"], read()["error"]) == ("failed", "train sft-1", "RuntimeError")

@@ -248,3 +248,19 @@ def test_the_page_escapes_what_it_shows():
     assert "Nothing committed yet." in page
     assert json.loads(DATA.search(page).group(1).replace("<\\/", "</"))["note"] == data["note"]
     assert page.count("</script>") == 1, "the JSON cannot close its script element"
+
+
+def test_the_timeline_shows_overlapping_stages_and_shortens_pauses():
+    from alma.core.report_data import stage_timings, timeline
+
+    t0 = 1_800_000_000.0
+    stages = [  # sft-1 and the judge ran at once; the run was stopped for a day before the pool
+        {"label": "train sft-1", "seconds": 30.0, "committed_at": t0 + 30},
+        {"label": "train judge", "seconds": 40.0, "committed_at": t0 + 41},  # started 1 s after sft-1
+        {"label": "prompt pool", "seconds": 10.0, "committed_at": t0 + 86_400 + 10},
+        {"label": "old stage", "seconds": 5.0, "committed_at": None},
+    ]
+    assert timeline(stages) == [0.0, 1.0, 41.0 + 60.0, 101.0 + 10.0]
+    ordered = stage_timings(stages[:3])
+    assert [s["label"] for s in ordered] == ["train sft-1", "train judge", "prompt pool"], "commit order"
+    assert [s["start_s"] for s in ordered] == [0.0, 1.0, 101.0]

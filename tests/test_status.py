@@ -107,3 +107,16 @@ def test_cli(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["status", str(tmp_path / "empty")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_overlapping_trainings_are_all_shown(tmp_path):
+    run = tmp_path / "run"
+    make_run(run, rounds=2, done_rounds=0)
+    now = 1_800_000_000.0
+    entries = [{"stage": "train sft-1", "started_at": now - 30, "progress": None},
+               {"stage": "train judge", "started_at": now - 20,
+                "progress": {"label": "train judge", "unit": "steps", "done": 2, "total": 8}}]
+    _progress(run, state="running", **entries[0], running=entries, updated_at=now - 2)
+    status = run_status(run, now=now)
+    assert status.state == "running"
+    assert status.detail == "train sft-1 for 30s; train judge for 20s: 2/8 steps (25%) (as of 2s ago)"
