@@ -58,7 +58,7 @@ def _ray_train(name: str, base: Path, data: Path, train, seed: int, work: Path) 
     metrics = train_sft(name, base, data, work / name, train, seed, work / "ray_train")
     wall = time.perf_counter() - started
     return {"wall": wall, "runtime": metrics["seconds"], "steps": metrics["steps"],
-            "tokens": metrics.get("last_num_tokens") or 0}
+            "tokens": metrics.get("last_num_tokens") or 0, "startup": metrics.get("startup") or {}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +106,16 @@ def main(argv: list[str] | None = None) -> int:
             r = runs[side, steps]
             rows.append([f"{name}, {steps} steps", r["wall"], r["runtime"], r["wall"] - r["runtime"], "", ""])
         rows.append([f"{name}, steady state", "", "", "", step_s(side), tokens_per_s(side)])
+    from alma.jobs.training import PHASES
+
+    # Where each Ray Train run's wall time went (jobs.training.PHASES, from the marks its worker and the
+    # driver took): the first training of this Ray session, then the second.
+    print_table("Ray Train wall time by phase (seconds; the second row is the session's second training)",
+                ["run", *PHASES], [[f"Ray Train, {steps} steps", *(runs["ray", steps]["startup"].get(p, "")
+                                                                   for p in PHASES)] for steps in (s1, s2)],
+                "outside `train`: " + ", ".join(
+                    f"{steps} steps {sum(v for k, v in runs['ray', steps]['startup'].items() if k != 'train'):.1f}s"
+                    for steps in (s1, s2)))
     ratio = step_s("local") / step_s("ray")
     print_table(
         f"training overhead: {args.model}, batch {cfg.train.batch_size}, {cfg.train.cpus_per_worker:g} CPU(s) per "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -135,10 +136,12 @@ def train_round(ctx: RunContext, r: int, base: Path, scores: Path, seed_sft: lis
 
 def _dpo_loop(config: dict[str, Any]) -> None:
     """Runs inside each Ray Train worker: DPOTrainer on conversational prompt/chosen/rejected rows."""
+    marks = {"ray_train_start": time.time()}
     import datasets
     from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
+    marks["imports"] = time.time()
     cfg = worker_config(config)
     trust = config["trust_remote_code"]
     table = pq.read_table(config["data"])
@@ -152,11 +155,12 @@ def _dpo_loop(config: dict[str, Any]) -> None:
     # Loaded here rather than left to TRL (which reloads the policy's folder itself), so that the reference
     # may be another model and is read from safetensors with the run's trust_remote_code like every model.
     reference = load_model(config["reference"], trust)
+    marks["model_load"] = time.time()
     scratch = tempfile.mkdtemp(prefix="alma-dpo-")  # the Trainer wants a folder; nothing is kept there
     args = DPOConfig(**trainer_args(cfg, scratch, config["seed"]), beta=config["beta"], loss_type=[config["loss"]])
     trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=ds, processing_class=tokenizer)
     run_trainer(trainer, cfg, tokenizer, Path(config["output"]), len(ds), scratch,
-                log_keys=("num_tokens", "rewards/accuracies", "rewards/margins"))
+                log_keys=("num_tokens", "rewards/accuracies", "rewards/margins"), marks=marks)
 
 
 def train_dpo(name: str, start: Path, reference: Path, data: Path, output: Path, train: TrainConfig,

@@ -19,6 +19,7 @@ import json
 import logging
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -92,10 +93,30 @@ def trainer_args(cfg: TrainConfig, output_dir: str, seed: int) -> dict[str, Any]
     )
 
 
+# Where a training's wall time goes, in order: each phase ends at the mark of the same name (time.time() in
+# the worker; the first and last are the driver's, around TorchTrainer.fit). `startup` in the metrics.
+PHASES = ("ray_train_start", "imports", "model_load", "trainer_setup", "train", "save", "ray_train_end")
+
+
+def phase_seconds(marks: dict[str, float]) -> dict[str, float]:
+    """Seconds per phase from the marks: fit_start, then the end of each phase in PHASES (a missing mark
+    leaves its phase out, and the next phase counts from the last mark there was)."""
+    out: dict[str, float] = {}
+    last = marks.get("fit_start")
+    for phase in PHASES:
+        if phase in marks and last is not None:
+            out[phase] = round(max(0.0, marks[phase] - last), 3)
+            last = marks[phase]
+    return out
+
+
 def run_trainer(trainer: Any, cfg: TrainConfig, tokenizer: Any, output: Path, examples: int, scratch: str,
-                log_keys: tuple[str, ...] = ()) -> None:
+                log_keys: tuple[str, ...] = (), marks: dict[str, float] | None = None) -> None:
     """Train (a restarted worker from the checkpoint Ray Train hands it), then rank 0 writes the weights,
-    tokenizer and metrics to `output`; `log_keys` of the last training log go into the metrics as last_<key>."""
+    tokenizer and metrics to `output`; `log_keys` of the last training log go into the metrics as last_<key>.
+    `marks`: the loop's phase marks so far (PHASES), completed here and kept in the metrics."""
+    marks = dict(marks or {})
+    marks["trainer_setup"] = time.time()
     import ray.train
     from ray.train.huggingface.transformers import RayTrainReportCallback
 
@@ -119,6 +140,7 @@ def run_trainer(trainer: Any, cfg: TrainConfig, tokenizer: Any, output: Path, ex
                 result = trainer.train(resume_from_checkpoint=str(saved))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    marks["train"] = time.time()
     logs = [h for h in trainer.state.log_history if "loss" in h]
     metrics = {"nodes": _worker_nodes(), "steps": result.global_step, "train_loss": result.training_loss,
                "first_loss": logs[0]["loss"] if logs else None, "last_loss": logs[-1]["loss"] if logs else None,
@@ -128,7 +150,8 @@ def run_trainer(trainer: Any, cfg: TrainConfig, tokenizer: Any, output: Path, ex
     if ray.train.get_context().get_world_rank() == 0:
         trainer.model.save_pretrained(str(output), safe_serialization=True)
         tokenizer.save_pretrained(str(output))
-        (output / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+        marks["save"] = time.time()
+        (output / METRICS_FILE).write_text(json.dumps({**metrics, "marks": marks}, indent=2))
     ray.train.report(metrics)
 
 
@@ -151,10 +174,12 @@ def _worker_nodes() -> list[str]:
 
 def _train_loop(config: dict[str, Any]) -> None:
     """Runs inside each Ray Train worker."""
+    marks = {"ray_train_start": time.time()}
     import datasets
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    marks["imports"] = time.time()
     cfg = worker_config(config)
     trust = config["trust_remote_code"]
     table = pq.read_table(config["data"])
@@ -164,11 +189,13 @@ def _train_loop(config: dict[str, Any]) -> None:
     ])
     tokenizer = AutoTokenizer.from_pretrained(config["base"], trust_remote_code=trust)
     model = load_model(config["base"], trust)
+    marks["model_load"] = time.time()
     scratch = tempfile.mkdtemp(prefix="alma-train-")  # the Trainer wants a folder; nothing is kept there
     args = SFTConfig(**trainer_args(cfg, scratch, config["seed"]))
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
     # TRL counts the tokens it trained on: the run's throughput (summary.json) reads them.
-    run_trainer(trainer, cfg, tokenizer, Path(config["output"]), len(ds), scratch, log_keys=("num_tokens",))
+    run_trainer(trainer, cfg, tokenizer, Path(config["output"]), len(ds), scratch, log_keys=("num_tokens",),
+                marks=marks)
 
 
 def train_sft(name: str, base: Path, data: Path, output: Path, train: TrainConfig, seed: int,
@@ -223,6 +250,7 @@ def fit(loop: Callable[[dict[str, Any]], None], name: str, loop_config: dict[str
                              checkpoint_config=CheckpointConfig(num_to_keep=1)),
     )
     steps = steps_file(output)
+    fit_start = time.time()
     try:
         with watch(lambda: read_steps(steps), current_label(f"train {name}"), unit="steps"):
             trainer.fit()
@@ -236,6 +264,9 @@ def fit(loop: Callable[[dict[str, Any]], None], name: str, loop_config: dict[str
         shutil.rmtree(run_folder, ignore_errors=True)
         steps.unlink(missing_ok=True)
     metrics = json.loads((output / METRICS_FILE).read_text())
+    marks = {**metrics.pop("marks", {}), "fit_start": fit_start, "ray_train_end": time.time()}
+    metrics["startup"] = phase_seconds(marks)  # where the wall time went (the train phase is the steps)
+    (output / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     log.info("trained %s: %d steps, loss %.3f -> %.3f", name, metrics["steps"],
              metrics["first_loss"] or float("nan"), metrics["last_loss"] or float("nan"))
     return metrics

@@ -46,3 +46,18 @@ def test_the_cli_reports_a_stage_failure_in_one_line_with_exit_code_1(tmp_path, 
     assert cli.main(["run", "--preset", "tiny", "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
     assert err == "alma: error: train sft-1: Ray Train gave up after 2 restart(s) (lost)\n"
+
+
+def test_phase_seconds_say_where_a_trainings_wall_time_went():
+    from alma.jobs.training import PHASES, phase_seconds
+
+    marks = {"fit_start": 100.0, "ray_train_start": 112.5, "imports": 120.0, "model_load": 121.0,
+             "trainer_setup": 122.0, "train": 130.0, "save": 130.5, "ray_train_end": 133.0}
+    phases = phase_seconds(marks)
+    assert list(phases) == list(PHASES)
+    assert phases["ray_train_start"] == 12.5 and phases["imports"] == 7.5 and phases["ray_train_end"] == 2.5
+    assert sum(phases.values()) == 33.0, "the phases add up to the wall time"
+    # a restarted worker group whose rank 0 left no save mark: the end counts from the last mark
+    del marks["save"]
+    assert phase_seconds(marks)["ray_train_end"] == 3.0 and "save" not in phase_seconds(marks)
+    assert phase_seconds({"ray_train_end": 5.0}) == {}, "no start mark, nothing to say"
