@@ -367,6 +367,11 @@ class ClusterConfig(_Strict):
         3, ge=1, description="At most this many of step 0's independent trainings (sft-1, sft-2, judge) at once, "
         "when the nodes' free resources hold all their workers (train.cpus_per_worker, .resources, .num_workers); "
         "the others wait for the next wave. 1: one after another. Results do not depend on it.")
+    warm_training: bool = Field(
+        True, description="Keep one Ray Train worker group (per worker shape) for the trainings after step 0 "
+        "(the distilled judge, every round's model), each a job it runs in turn, so only the first pays Ray "
+        "Train's start-up; it holds its workers' resources between trainings. false: a worker group per "
+        "training (jobs/warm_training.py).")
 
 
 class SeedsConfig(_Strict):

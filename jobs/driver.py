@@ -63,6 +63,7 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
     from alma.jobs.initial_models import base_stage, initial_models
     from alma.jobs.pool import build_pool
     from alma.jobs.rounds import draw_and_sample, judge_and_train
+    from alma.jobs.warm_training import warm_trainers
     from alma.checkpoints import resolve_model
 
     sft_file, judge_file = seed_file(cfg.seed_sft, "sft"), seed_file(cfg.seed_judge, "judge")
@@ -92,13 +93,15 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
         deploy_generator(cfg)
         pool_file = build_pool(ctx, base, [e.user_prompt for e in seed_sft])
         results = []
-        for r in range(1, cfg.rounds + 1):
-            responses = draw_and_sample(ctx, r, pool_file, sft_paths)
-            if r == 1:
-                # Distilled on round 1's responses before they are judged, then fixed for every round.
-                judge_path = self_distill(ctx, responses, judge_path, rubric)
-                deploy_judge(cfg, str(judge_path.resolve()), rubric)
-            results.append(judge_and_train(ctx, r, base, responses, judge_path, seed_sft))
+        # After step 0 every training runs on a warm worker group (jobs/warm_training.py).
+        with warm_trainers(ctx.layout.ray_train, cfg.cluster.warm_training):
+            for r in range(1, cfg.rounds + 1):
+                responses = draw_and_sample(ctx, r, pool_file, sft_paths)
+                if r == 1:
+                    # Distilled on round 1's responses before they are judged, then fixed for every round.
+                    judge_path = self_distill(ctx, responses, judge_path, rubric)
+                    deploy_judge(cfg, str(judge_path.resolve()), rubric)
+                results.append(judge_and_train(ctx, r, base, responses, judge_path, seed_sft))
     finally:
         if not ray_ctx.started_local:  # a cluster that outlives the run: its replicas are released
             delete_apps()

@@ -160,7 +160,7 @@ def _dpo_loop(config: dict[str, Any]) -> None:
     args = DPOConfig(**trainer_args(cfg, scratch, config["seed"]), beta=config["beta"], loss_type=[config["loss"]])
     trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=ds, processing_class=tokenizer)
     run_trainer(trainer, cfg, tokenizer, Path(config["output"]), len(ds), scratch,
-                log_keys=("num_tokens", "rewards/accuracies", "rewards/margins"), marks=marks)
+                log_keys=("num_tokens", "rewards/accuracies", "rewards/margins"), marks=marks, job=config.get("job"))
 
 
 def train_dpo(name: str, start: Path, reference: Path, data: Path, output: Path, train: TrainConfig,

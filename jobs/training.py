@@ -15,8 +15,10 @@ the final weights.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -31,6 +33,10 @@ from alma.core.errors import StageFailed
 from alma.jobs.progress import current_label, read_steps, step_callback, steps_file, watch
 
 log = logging.getLogger("alma.train")
+
+# The warm worker groups of the block the driver is in (jobs.warm_training.warm_trainers sets it): fit trains
+# on them; None, a worker group per training.
+WARM: contextvars.ContextVar[Any] = contextvars.ContextVar("alma_warm_trainers", default=None)
 
 DATA_FILE = "train_data.parquet"
 METRICS_FILE = "train_metrics.json"
@@ -110,17 +116,38 @@ def phase_seconds(marks: dict[str, float]) -> dict[str, float]:
     return out
 
 
+JOB_FILE = "alma_job.json"  # in every checkpoint Ray Train keeps: which training wrote it
+
+
+def job_callback(job: str | None):
+    """A TrainerCallback that writes the training's job id into each TRL checkpoint folder before Ray Train's
+    report callback (added after it) takes the folder: a warm worker group trains one job after another in
+    one Ray Train run (jobs.warm_training), whose latest checkpoint may belong to an earlier job."""
+    from transformers import TrainerCallback
+
+    class _Job(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                (folder / JOB_FILE).write_text(json.dumps({"job": job}))
+
+    return _Job()
+
+
 def run_trainer(trainer: Any, cfg: TrainConfig, tokenizer: Any, output: Path, examples: int, scratch: str,
-                log_keys: tuple[str, ...] = (), marks: dict[str, float] | None = None) -> None:
-    """Train (a restarted worker from the checkpoint Ray Train hands it), then rank 0 writes the weights,
-    tokenizer and metrics to `output`; `log_keys` of the last training log go into the metrics as last_<key>.
-    `marks`: the loop's phase marks so far (PHASES), completed here and kept in the metrics."""
+                log_keys: tuple[str, ...] = (), marks: dict[str, float] | None = None,
+                job: str | None = None) -> None:
+    """Train (a restarted worker from the checkpoint Ray Train hands it, if `job` wrote it), then rank 0
+    writes the weights, tokenizer and metrics to `output`; `log_keys` of the last training log go into the
+    metrics as last_<key>. `marks`: the loop's phase marks so far (PHASES), completed here and kept in the
+    metrics."""
     marks = dict(marks or {})
     marks["trainer_setup"] = time.time()
     import ray.train
     from ray.train.huggingface.transformers import RayTrainReportCallback
 
     if cfg.checkpoint_steps:
+        trainer.add_callback(job_callback(job))
         trainer.add_callback(RayTrainReportCallback())
     if ray.train.get_context().get_world_rank() == 0:
         trainer.add_callback(step_callback(steps_file(output)))  # the driver's progress line reads it
@@ -136,13 +163,18 @@ def run_trainer(trainer: Any, cfg: TrainConfig, tokenizer: Any, output: Path, ex
         else:
             with checkpoint.as_directory() as folder:
                 saved = Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME
-                resumed_from = json.loads((saved / "trainer_state.json").read_text())["global_step"]
-                result = trainer.train(resume_from_checkpoint=str(saved))
+                marker = saved / JOB_FILE
+                writer = json.loads(marker.read_text()).get("job") if marker.is_file() else None
+                if writer != job:
+                    result = trainer.train()  # an earlier job's checkpoint: this one starts from its start
+                else:
+                    resumed_from = json.loads((saved / "trainer_state.json").read_text())["global_step"]
+                    result = trainer.train(resume_from_checkpoint=str(saved))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     marks["train"] = time.time()
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    metrics = {"nodes": _worker_nodes(), "steps": result.global_step, "train_loss": result.training_loss,
+    metrics = {"nodes": _worker_nodes(), "pid": os.getpid(), "steps": result.global_step, "train_loss": result.training_loss,
                "first_loss": logs[0]["loss"] if logs else None, "last_loss": logs[-1]["loss"] if logs else None,
                "examples": examples, "examples_used": used, "seconds": result.metrics.get("train_runtime"),
                "resumed_from_step": resumed_from,
@@ -195,7 +227,7 @@ def _train_loop(config: dict[str, Any]) -> None:
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
     # TRL counts the tokens it trained on: the run's throughput (summary.json) reads them.
     run_trainer(trainer, cfg, tokenizer, Path(config["output"]), len(ds), scratch, log_keys=("num_tokens",),
-                marks=marks)
+                marks=marks, job=config.get("job"))
 
 
 def train_sft(name: str, base: Path, data: Path, output: Path, train: TrainConfig, seed: int,
@@ -230,9 +262,17 @@ def worker_bundle(train: TrainConfig) -> dict[str, float]:
 def fit(loop: Callable[[dict[str, Any]], None], name: str, loop_config: dict[str, Any], output: Path,
         train: TrainConfig, storage: Path) -> dict[str, Any]:
     """Run `loop` on `train.num_workers` Ray Train workers (it gets `loop_config` plus "train" and "output")
-    and return the metrics it wrote to `output`."""
+    and return the metrics it wrote to `output`: on a warm worker group of the same shape where the driver
+    keeps them (jobs.warm_training), else on a worker group started for this training alone."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+
+    config = {**loop_config, "train": train.model_dump(), "output": str(output)}
+    warm = WARM.get()
+    if warm is not None:
+        fit_start = time.time()
+        warm.train(loop, name, config, output, train)
+        return _finish(name, output, fit_start)
 
     # One Ray Train run folder per training, started empty: Ray Train would resume a run it finds there
     # (left by a driver that was killed), and this stage is recomputed from scratch instead.
@@ -242,7 +282,7 @@ def fit(loop: Callable[[dict[str, Any]], None], name: str, loop_config: dict[str
     resources = worker_bundle(train)
     trainer = TorchTrainer(
         loop,
-        train_loop_config={**loop_config, "train": train.model_dump(), "output": str(output)},
+        train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=train.use_gpu,
                                      resources_per_worker=resources),
         run_config=RunConfig(name=name, storage_path=str(storage.resolve()),
@@ -255,14 +295,24 @@ def fit(loop: Callable[[dict[str, Any]], None], name: str, loop_config: dict[str
         with watch(lambda: read_steps(steps), current_label(f"train {name}"), unit="steps"):
             trainer.fit()
     except _training_failures() as e:
-        log.error("train %s failed", name, exc_info=e)  # the workers' tracebacks, for the driver's log
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StageFailed(f"train {name}: Ray Train gave up after {train.max_failures} restart(s) ({first}); the "
-                          "full error is in the run's logs/driver.log, and `alma run --resume RUN` continues "
-                          "from the last committed stage") from None
+        raise gave_up(name, train, e) from None
     finally:
         shutil.rmtree(run_folder, ignore_errors=True)
         steps.unlink(missing_ok=True)
+    return _finish(name, output, fit_start)
+
+
+def gave_up(name: str, train: TrainConfig, error: BaseException) -> StageFailed:
+    """The one-line error for a training Ray Train gave up on; its full error goes to the driver's log."""
+    log.error("train %s failed", name, exc_info=error)  # the workers' tracebacks
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return StageFailed(f"train {name}: Ray Train gave up after {train.max_failures} restart(s) ({first}); the "
+                       "full error is in the run's logs/driver.log, and `alma run --resume RUN` continues "
+                       "from the last committed stage")
+
+
+def _finish(name: str, output: Path, fit_start: float) -> dict[str, Any]:
+    """The metrics rank 0 wrote to `output`, with where the training's wall time went."""
     metrics = json.loads((output / METRICS_FILE).read_text())
     marks = {**metrics.pop("marks", {}), "fit_start": fit_start, "ray_train_end": time.time()}
     metrics["startup"] = phase_seconds(marks)  # where the wall time went (the train phase is the steps)

@@ -232,3 +232,79 @@ def test_every_listener_of_our_ray_is_on_loopback(cluster):
     addresses = listeners(descendants(os.getpid()))
     assert len(addresses) >= 3, addresses
     assert all(on_loopback(a) for a in addresses), addresses
+
+
+def _warm_data(run, name: str, rows: int | None = None):
+    from alma.core.seeds import bundled, load_sft
+    from alma.jobs.initial_models import sft_rows
+    from alma.jobs.training import training_table
+
+    data = run / f"{name}.parquet"
+    pq.write_table(training_table(sft_rows(load_sft(bundled("sft.jsonl")), rows)), data)
+    return data
+
+
+def test_a_warm_worker_group_trains_one_job_after_another(cluster, tiny_model):
+    """jobs.warm_training: three trainings in one worker process (its imports kept), a failing one in
+    between reported as that stage's error, and the group still serving the next."""
+    from alma.config import TrainConfig
+    from alma.core.errors import StageFailed
+    from alma.jobs.training import train_sft
+    from alma.jobs.warm_training import current_trainers, warm_trainers
+
+    run = cluster["run"]
+    data = _warm_data(run, "warm-data")
+    train = TrainConfig(epochs=1, max_steps=2, batch_size=2, max_length=96, learning_rate=1e-3)
+    storage = run / "ray_train"
+    with warm_trainers(storage) as warm:
+        assert current_trainers() is warm
+        first = train_sft("warm-1", tiny_model, data, _fresh(run / "warm-1"), train, seed=0, storage=storage)
+        with pytest.raises(StageFailed, match=r"^train warm-2: FileNotFoundError: .*no-such-data"):
+            train_sft("warm-2", tiny_model, run / "no-such-data.parquet", _fresh(run / "warm-2"), train, seed=0,
+                      storage=storage)
+        third = train_sft("warm-3", tiny_model, data, _fresh(run / "warm-3"), train, seed=1, storage=storage)
+    assert current_trainers() is None
+    assert first["pid"] == third["pid"], "the same worker process trained both"
+    assert first["steps"] == third["steps"] == 2 and third["resumed_from_step"] is None
+    assert set(third["startup"]) == {"ray_train_start", "imports", "model_load", "trainer_setup", "train",
+                                     "save", "ray_train_end"}
+    for name in ("warm-1", "warm-3"):
+        assert (run / name / "model.safetensors").is_file()
+    assert not list(storage.glob("warm-*")), "the warm group's Ray Train folder goes with it"
+    deadline = time.time() + 30
+    while _our_processes("RayTrainWorker") and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _our_processes("RayTrainWorker"), "its worker ended with the block"
+
+
+def test_a_warm_worker_lost_mid_job_resumes_that_job_and_not_the_next(cluster, tiny_model):
+    """SIGKILL the warm worker once the first job's checkpoint is registered: Ray Train restarts the group,
+    which takes the same job again from that checkpoint; the next job starts from step 0 although the
+    group's latest checkpoint is the first job's (each checkpoint names its job)."""
+    from alma.config import TrainConfig
+    from alma.jobs.training import train_sft
+    from alma.jobs.warm_training import shape_key, warm_trainers
+
+    run = cluster["run"]
+    data = _warm_data(run, "warm-restart-data")
+    train = TrainConfig(epochs=1, max_steps=12, batch_size=2, max_length=96, learning_rate=1e-3,
+                        checkpoint_steps=2, max_failures=1)
+    storage = run / "ray_train"
+    registered = storage / f"warm-{shape_key(train)}" / "checkpoint_manager_snapshot.json"
+    killed: list = []
+    with warm_trainers(storage):
+        killer = _kill_when(registered.exists, "RayTrainWorker", killed, 300)
+        first = train_sft("warm-r1", tiny_model, data, _fresh(run / "warm-r1"), train, seed=0, storage=storage)
+        killer.join()
+        second = train_sft("warm-r2", tiny_model, data, _fresh(run / "warm-r2"), train.model_copy(
+            update={"max_steps": 4}), seed=0, storage=storage)
+    assert killed, "the worker was killed during the first job"
+    assert first["steps"] == 12 and first["resumed_from_step"] in range(2, 12, 2)
+    assert second["steps"] == 4 and second["resumed_from_step"] is None, "not resumed from the first job's"
+    assert first["pid"] != killed[0][0] and second["pid"] == first["pid"], "one restarted worker, then kept"
+
+
+def _fresh(folder):
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder

@@ -1,0 +1,227 @@
+"""Warm training: one Ray Train worker group kept for the trainings that follow step 0, each of them a job
+it runs in turn, so that only the first pays Ray Train's start-up.
+
+A training started on its own (`TorchTrainer.fit`) spends most of its wall time before its first step on
+a small model: the controller and worker processes start, and each worker imports torch, transformers,
+datasets and TRL (20 s of a 2-core machine at load, measured), then loads the model; after the last step
+the worker group is torn down. A run trains the distilled judge and one model per round after step 0, one
+after another, all with the same worker shape. So the driver keeps, per shape (workers, each worker's
+resource bundle, failure budget), one `TorchTrainer` whose train function is a loop over a job board
+(a Ray actor): it takes the next job (the same loop function and config a cold `fit` would run), runs it,
+and waits for the next. Its workers keep their imports; a job loads its own model and data, as before.
+
+Faults are Ray Train's, as for a cold training: a worker or node lost mid-job restarts the worker group
+(`max_failures`), and the restarted loop takes the unfinished job again, resuming from its last checkpoint
+(every checkpoint carries the job that wrote it, jobs.training.JOB_FILE, so one job never resumes from
+another's). A job whose loop raises is reported to the driver as that stage's error and the worker group
+waits for the next job; a worker group Ray Train gives up on fails the job in flight, and the next
+training starts a new one.
+
+The cost: a warm worker group holds its resources (CPUs, a GPU) between trainings, while the round's
+generation and judging run. `cluster.warm_training: false` returns to a worker group per training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import json
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from alma.config import TrainConfig
+from alma.core.errors import StageFailed
+from alma.jobs.progress import current_label, read_steps, steps_file, watch
+from alma.jobs.training import WARM, gave_up, worker_bundle
+
+log = logging.getLogger("alma.train")
+
+POLL_S = 0.2
+
+
+def current_trainers() -> "WarmTrainers | None":
+    """The warm worker groups of the block the driver is in (`warm_trainers`), None outside it."""
+    return WARM.get()
+
+
+@contextlib.contextmanager
+def warm_trainers(storage: Path, enabled: bool = True) -> Iterator["WarmTrainers | None"]:
+    """Within the block, jobs.training.fit trains on warm worker groups; they end with the block."""
+    if not enabled:
+        yield None
+        return
+    trainers = WarmTrainers(storage)
+    token = WARM.set(trainers)
+    try:
+        yield trainers
+    except BaseException:
+        trainers.close(wait=False)  # a failed or interrupted run does not wait for its workers to wind down
+        raise
+    else:
+        trainers.close()
+    finally:
+        WARM.reset(token)
+
+
+def shape_key(train: TrainConfig) -> str:
+    """What a worker group is fixed to: trainings that agree on it share one."""
+    shape = {"workers": train.num_workers, "bundle": worker_bundle(train), "gpu": train.use_gpu,
+             "max_failures": train.max_failures}
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:10]
+
+
+class _Board:
+    """The job board a warm worker group reads: jobs by sequence number, and which are done. A Ray actor
+    (async: workers wait on it while the driver submits)."""
+
+    def __init__(self) -> None:
+        self.jobs: list[dict[str, Any]] = []
+        self.results: dict[int, str | None] = {}  # seq -> None (done) or the job's error
+        self.closed = False
+
+    def submit(self, job: dict[str, Any]) -> int:
+        self.jobs.append(job)
+        return len(self.jobs) - 1
+
+    def first_pending(self) -> int:
+        """Where a (re)started worker group begins: the first job not done."""
+        return next((seq for seq in range(len(self.jobs)) if seq not in self.results), len(self.jobs))
+
+    async def take(self, seq: int) -> dict[str, Any] | None:
+        import asyncio
+
+        while seq >= len(self.jobs) and not self.closed:
+            await asyncio.sleep(0.05)
+        return None if seq >= len(self.jobs) else self.jobs[seq]
+
+    def done(self, seq: int, error: str | None) -> None:
+        self.results[seq] = error
+
+    def result(self, seq: int) -> tuple[bool, str | None]:
+        return (seq in self.results, self.results.get(seq))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _serve_jobs(config: dict[str, Any]) -> None:
+    """The train function of a warm worker group, on every worker: run the board's jobs in turn."""
+    import ray
+    import ray.train
+
+    board = config["board"]
+    rank = ray.train.get_context().get_world_rank()
+    seq = ray.get(board.first_pending.remote())
+    while True:
+        job = ray.get(board.take.remote(seq))
+        if job is None:  # the driver closed the board
+            return
+        error = None
+        try:
+            job["loop"]({**job["config"], "job": job["id"]})
+        except Exception as e:  # the stage's error, not the worker group's: it waits for the next job
+            error = f"{type(e).__name__}: {e}"
+            log.exception("job %s failed", job["id"])
+        if rank == 0:
+            ray.get(board.done.remote(seq, error))
+        seq += 1
+        gc.collect()
+
+
+class _Group:
+    """One warm worker group: its board, and the TorchTrainer.fit that runs it in a driver thread."""
+
+    def __init__(self, key: str, train: TrainConfig, storage: Path):
+        import ray
+        from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+        from ray.train.torch import TorchTrainer
+
+        self.key, self.train = key, train
+        self.board = ray.remote(_Board).options(num_cpus=0).remote()
+        self.folder = storage.resolve() / f"warm-{key}"
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.trainer = TorchTrainer(
+            _serve_jobs, train_loop_config={"board": self.board},
+            scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=train.use_gpu,
+                                         resources_per_worker=worker_bundle(train)),
+            run_config=RunConfig(name=self.folder.name, storage_path=str(storage.resolve()),
+                                 failure_config=FailureConfig(max_failures=train.max_failures),
+                                 checkpoint_config=CheckpointConfig(num_to_keep=1)))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._fit, name=f"alma-warm-{key}", daemon=True)
+        self.thread.start()
+
+    def _fit(self) -> None:
+        try:
+            self.trainer.fit()
+        except BaseException as e:  # read by the job in flight (train) and by close
+            self.error = e
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def close(self, wait: bool = True) -> None:
+        import ray
+
+        with contextlib.suppress(Exception):
+            ray.get(self.board.close.remote(), timeout=10)
+        if wait:
+            self.thread.join(timeout=60)
+        with contextlib.suppress(Exception):
+            ray.kill(self.board)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class WarmTrainers:
+    """The driver's warm worker groups, one per shape (`shape_key`), each started by its first training."""
+
+    def __init__(self, storage: Path):
+        self.storage = storage
+        self._groups: dict[str, _Group] = {}
+        self._lock = threading.Lock()
+
+    def _group(self, train: TrainConfig) -> _Group:
+        key = shape_key(train)
+        with self._lock:
+            group = self._groups.get(key)
+            if group is None or not group.alive:  # Ray Train gave up on the last one: a new one
+                group = self._groups[key] = _Group(key, train, self.storage)
+            return group
+
+    def train(self, loop: Callable[[dict[str, Any]], None], name: str, config: dict[str, Any], output: Path,
+              train: TrainConfig) -> None:
+        """Run one training (what jobs.training.fit would run on a worker group of its own) as the next job
+        of the warm group of its shape; returns once rank 0 has written `output`."""
+        import ray
+
+        group = self._group(train)
+        job_id = f"{name}-{time.time_ns()}"
+        seq = ray.get(group.board.submit.remote({"id": job_id, "loop": loop, "config": config}))
+        steps = steps_file(output)
+        try:
+            with watch(lambda: read_steps(steps), current_label(f"train {name}"), unit="steps"):
+                while True:
+                    done, error = ray.get(group.board.result.remote(seq))
+                    if done:
+                        break
+                    if not group.alive:
+                        raise gave_up(name, train, group.error or RuntimeError("the worker group ended"))
+                    time.sleep(POLL_S)
+        finally:
+            steps.unlink(missing_ok=True)
+        if error is not None:
+            raise StageFailed(f"train {name}: {error} (the workers' tracebacks are in the run's Ray logs)")
+
+    def close(self, wait: bool = True) -> None:
+        """End every warm worker group (their workers exit once the board says there are no more jobs)."""
+        with self._lock:
+            groups, self._groups = list(self._groups.values()), {}
+        for group in groups:
+            group.close(wait)
