@@ -27,6 +27,12 @@ def deployment_options(cfg: AlmaConfig) -> dict[str, Any]:
     }
 
 
+def replica_bundle(cfg: AlmaConfig) -> dict[str, float]:
+    """The resources one replica of the generator or judge asks for (deployment_options' actor options)."""
+    s = cfg.serve
+    return {name: float(v) for name, v in {"CPU": s.num_cpus, "GPU": s.num_gpus, **s.resources}.items() if v}
+
+
 def start_serve() -> None:
     """Serve without its HTTP proxy: the driver talks to deployments through handles only."""
     from ray import serve

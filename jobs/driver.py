@@ -58,7 +58,7 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
     called with the run once it is done: `alma run` writes the report there (commands/report.py), a layer
     above this one."""
     from alma.cluster.local import start_ray, stop_ray
-    from alma.cluster.serve_apps import delete_apps, deploy_generator, deploy_judge, start_serve
+    from alma.cluster.serve_apps import delete_apps, deploy_generator, deploy_judge, replica_bundle, start_serve
     from alma.jobs.distill import self_distill
     from alma.jobs.initial_models import base_stage, initial_models
     from alma.jobs.pool import build_pool
@@ -94,12 +94,14 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
         pool_file = build_pool(ctx, base, [e.user_prompt for e in seed_sft])
         results = []
         # After step 0 every training runs on a warm worker group (jobs/warm_training.py).
-        with warm_trainers(ctx.layout.ray_train, cfg.cluster.warm_training):
+        with warm_trainers(ctx.layout.ray_train, cfg.cluster.warm_training) as warm:
             for r in range(1, cfg.rounds + 1):
                 responses = draw_and_sample(ctx, r, pool_file, sft_paths)
                 if r == 1:
                     # Distilled on round 1's responses before they are judged, then fixed for every round.
                     judge_path = self_distill(ctx, responses, judge_path, rubric)
+                    if warm is not None:  # the judge's replica first, if the warm workers leave it no room
+                        warm.make_room(replica_bundle(cfg))
                     deploy_judge(cfg, str(judge_path.resolve()), rubric)
                 results.append(judge_and_train(ctx, r, base, responses, judge_path, seed_sft))
     finally:

@@ -188,12 +188,30 @@ class WarmTrainers:
         self._lock = threading.Lock()
 
     def _group(self, train: TrainConfig) -> _Group:
+        """The warm group of this training's shape. One group at a time: a training of another shape ends
+        the group there is (trainings after step 0 run one after another, so two idle groups would only
+        hold resources the streams and replicas may need)."""
         key = shape_key(train)
         with self._lock:
+            for other in [k for k in self._groups if k != key]:
+                self._groups.pop(other).close()
             group = self._groups.get(key)
             if group is None or not group.alive:  # Ray Train gave up on the last one: a new one
                 group = self._groups[key] = _Group(key, train, self.storage)
             return group
+
+    def make_room(self, bundle: dict[str, float]) -> bool:
+        """End the warm groups if a Serve replica asking for `bundle` would not fit beside them on the
+        cluster's free resources now (the driver asks before it deploys one); True if it ended them."""
+        from alma.cluster.resources import free_per_node
+        from alma.core.packing import place
+
+        with self._lock:
+            if not self._groups or place([bundle], free_per_node()):
+                return False
+        log.info("ending the warm training workers: a replica needing %s does not fit beside them", bundle)
+        self.close()
+        return True
 
     def train(self, loop: Callable[[dict[str, Any]], None], name: str, config: dict[str, Any], output: Path,
               train: TrainConfig) -> None:
