@@ -208,7 +208,8 @@ class TrainConfig(_Strict):
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps with linear warm-up.")
     num_workers: int = Field(1, ge=1, description="Ray Train workers (data parallel).")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per training worker.")
-    use_gpu: bool = Field(False, description="Train on GPUs (one per worker).")
+    use_gpu: bool = Field(False, description="Train on GPUs (one per worker), with bf16 autocast over fp32 "
+                          "weights (fp16 with loss scaling on a GPU without bf16); on CPUs training is fp32.")
     resources: dict[str, float] = Field(
         default_factory=dict, description="Custom Ray resources each training worker asks for, e.g. "
         "{trainer: 1}: the workers go only to nodes started with that resource (a KubeRay worker group's "

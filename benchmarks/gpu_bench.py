@@ -14,8 +14,8 @@ on a CPU, builtin:tiny. Measured, in this order (the parts that cannot fail to s
    --max-new-tokens (an engine is not charged for the padding after a sequence ends);
 2. judging: core.judge_modes.judge in 'expected' mode (the judge's default) over --judgments judge
    conversations (the bundled judge pairs), forward passes of max(--batches) rows;
-3. SFT: TRL's SFTTrainer on the bundled SFT seeds with alma's jobs.training.trainer_args (fp32 weights and
-   maths, as alma trains today) and the same arguments with bf16 mixed precision (GPU only): --steps
+3. SFT: TRL's SFTTrainer on the bundled SFT seeds with alma's jobs.training.trainer_args, in fp32 (alma's
+   CPU path) and with bf16 autocast over fp32 weights (alma's GPU path, jobs.training.mixed_precision): --steps
    optimizer steps of --train-batch examples, timed from the end of step 2 (warm-up left out); tokens are
    TRL's own count of the tokens it trained on;
 4. generation again with transformers' static KV cache, whose decoding step transformers compiles
@@ -234,7 +234,8 @@ def sft(folder: Path, args: argparse.Namespace, device: str, bf16: bool, peak: f
         model = load_model(str(folder), False)
         params = model.num_parameters()
         clock = _step_clock(budget, device == "cuda")
-        trainer = SFTTrainer(model=model, args=SFTConfig(**{**trainer_args(cfg, str(scratch), 0), "bf16": bf16}),
+        precision = {"bf16": bf16, "fp16": False}
+        trainer = SFTTrainer(model=model, args=SFTConfig(**{**trainer_args(cfg, str(scratch), 0), **precision}),
                              train_dataset=datasets.Dataset.from_list(rows),
                              processing_class=AutoTokenizer.from_pretrained(folder), callbacks=[clock])
         trainer.remove_callback(PrinterCallback)  # its log lines would land in the table's stdout
@@ -410,8 +411,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     bandwidth, static=False)))
     rows.append(attempt(Row("judge_expected", f"judge 'expected', {args.judgments}", "judgments/s"), budget,
                         judging(engine, conversations, params, peak)))
-    for key, label, bf16 in (("sft_fp32", "SFT, trainer_args (fp32)", False),
-                             ("sft_bf16", "SFT, trainer_args + bf16", True)):
+    for key, label, bf16 in (("sft_fp32", "SFT, fp32 (alma on a CPU)", False),
+                             ("sft_bf16", "SFT, bf16 autocast (alma on a GPU)", True)):
         rows.append(attempt(Row(key, label, "tok/s"), budget,
                             sft(folder, args, device, bf16, peak, budget, work / key)))
     for batch in batches:

@@ -61,3 +61,20 @@ def test_phase_seconds_say_where_a_trainings_wall_time_went():
     del marks["save"]
     assert phase_seconds(marks)["ray_train_end"] == 3.0 and "save" not in phase_seconds(marks)
     assert phase_seconds({"ray_train_end": 5.0}) == {}, "no start mark, nothing to say"
+
+
+def test_training_precision_is_fp32_on_a_cpu_and_autocast_on_a_gpu(monkeypatch):
+    import torch
+
+    from alma.jobs.training import mixed_precision, trainer_args
+
+    assert mixed_precision(False) == {"bf16": False, "fp16": False}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert mixed_precision(True) == {"bf16": False, "fp16": False}, "use_gpu without a GPU: no autocast"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert mixed_precision(True) == {"bf16": True, "fp16": False}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert mixed_precision(True) == {"bf16": False, "fp16": True}, "a GPU without bf16 gets fp16 loss scaling"
+    args = trainer_args(load_config("tiny").train, "/tmp/x", 0)
+    assert (args["bf16"], args["fp16"], args["use_cpu"]) == (False, False, True)
