@@ -287,7 +287,7 @@ def test_a_warm_worker_lost_mid_job_resumes_that_job_and_not_the_next(cluster, t
 
     run = cluster["run"]
     data = _warm_data(run, "warm-restart-data")
-    train = TrainConfig(epochs=1, max_steps=12, batch_size=2, max_length=96, learning_rate=1e-3,
+    train = TrainConfig(epochs=1, max_steps=8, batch_size=2, max_length=96, learning_rate=1e-3,
                         checkpoint_steps=2, max_failures=1)
     storage = run / "ray_train"
     registered = storage / f"warm-{shape_key(train)}" / "checkpoint_manager_snapshot.json"
@@ -297,10 +297,10 @@ def test_a_warm_worker_lost_mid_job_resumes_that_job_and_not_the_next(cluster, t
         first = train_sft("warm-r1", tiny_model, data, _fresh(run / "warm-r1"), train, seed=0, storage=storage)
         killer.join()
         second = train_sft("warm-r2", tiny_model, data, _fresh(run / "warm-r2"), train.model_copy(
-            update={"max_steps": 4}), seed=0, storage=storage)
+            update={"max_steps": 2}), seed=0, storage=storage)
     assert killed, "the worker was killed during the first job"
-    assert first["steps"] == 12 and first["resumed_from_step"] in range(2, 12, 2)
-    assert second["steps"] == 4 and second["resumed_from_step"] is None, "not resumed from the first job's"
+    assert first["steps"] == 8 and first["resumed_from_step"] in range(2, 8, 2)
+    assert second["steps"] == 2 and second["resumed_from_step"] is None, "not resumed from the first job's"
     assert first["pid"] != killed[0][0] and second["pid"] == first["pid"], "one restarted worker, then kept"
 
 
