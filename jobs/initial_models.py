@@ -160,10 +160,10 @@ def train_together(ctx: RunContext, base: Path, trainings: list[Training]) -> li
     done = {t.name for t in trainings if ctx.committed(ctx.layout.checkpoint(t.name))}
     for t in trainings:
         if t.name in done:
-            train_stage(ctx, t.name, base, t.rows, t.seed, judge=t.judge)  # says it is committed, skips it
+            _train(ctx, base, t)  # says it is committed, skips it
     todo = [t for t in trainings if t.name not in done]
-    settings = {t.name: ctx.cfg.judge_train if t.judge else ctx.cfg.train for t in todo}
-    bundles = [[worker_bundle(settings[t.name])] * settings[t.name].num_workers for t in todo]
+    settings = [ctx.cfg.judge_train if t.judge else ctx.cfg.train for t in todo]
+    bundles = [[worker_bundle(train)] * train.num_workers for train in settings]
     groups = waves(bundles, free_per_node(), ctx.cfg.cluster.concurrent_trainings) if todo else []
     for group in groups:
         if len(group) > 1:
@@ -173,16 +173,20 @@ def train_together(ctx: RunContext, base: Path, trainings: list[Training]) -> li
     return [ctx.layout.checkpoint(t.name) for t in trainings]
 
 
+def _train(ctx: RunContext, base: Path, t: Training) -> Path:
+    return train_stage(ctx, t.name, base, t.rows, t.seed, judge=t.judge)
+
+
 def _run_wave(ctx: RunContext, base: Path, wave: list[Training]) -> None:
     if len(wave) == 1:
-        train_stage(ctx, wave[0].name, base, wave[0].rows, wave[0].seed, judge=wave[0].judge)
+        _train(ctx, base, wave[0])
         return
     # Daemon threads, not an executor's: Ctrl-C in the driver must not wait for a training to finish.
     errors: dict[str, BaseException] = {}
 
     def one(t: Training) -> None:
         try:
-            train_stage(ctx, t.name, base, t.rows, t.seed, judge=t.judge)
+            _train(ctx, base, t)
         except BaseException as e:  # handed to the driver's thread below
             errors[t.name] = e
 

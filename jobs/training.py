@@ -15,6 +15,7 @@ the final weights.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -22,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -186,8 +188,8 @@ def run_trainer(trainer: Any, cfg: TrainConfig, tokenizer: Any, output: Path, ex
         shutil.rmtree(scratch, ignore_errors=True)
     marks["train"] = time.time()
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    metrics = {"nodes": _worker_nodes(), "pid": os.getpid(), "steps": result.global_step, "train_loss": result.training_loss,
-               "first_loss": logs[0]["loss"] if logs else None, "last_loss": logs[-1]["loss"] if logs else None,
+    metrics = {"nodes": _worker_nodes(), "pid": os.getpid(), "steps": result.global_step,
+               "train_loss": result.training_loss, "first_loss": logs[0]["loss"] if logs else None, "last_loss": logs[-1]["loss"] if logs else None,
                "examples": examples, "examples_used": used, "seconds": result.metrics.get("train_runtime"),
                "resumed_from_step": resumed_from,
                **{f"last_{key}": logs[-1].get(key) if logs else None for key in log_keys}}
@@ -276,13 +278,10 @@ def fit(loop: Callable[[dict[str, Any]], None], name: str, loop_config: dict[str
     """Run `loop` on `train.num_workers` Ray Train workers (it gets `loop_config` plus "train" and "output")
     and return the metrics it wrote to `output`: on a warm worker group of the same shape where the driver
     keeps them (jobs.warm_training), else on a worker group started for this training alone."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     config = {**loop_config, "train": train.model_dump(), "output": str(output)}
+    fit_start = time.time()
     warm = WARM.get()
     if warm is not None:
-        fit_start = time.time()
         warm.train(loop, name, config, output, train)
         return _finish(name, output, fit_start)
 
@@ -290,28 +289,45 @@ def fit(loop: Callable[[dict[str, Any]], None], name: str, loop_config: dict[str
     # (left by a driver that was killed), and this stage is recomputed from scratch instead.
     run_folder = storage.resolve() / name
     shutil.rmtree(run_folder, ignore_errors=True)
-
-    resources = worker_bundle(train)
-    trainer = TorchTrainer(
-        loop,
-        train_loop_config=config,
-        scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=train.use_gpu,
-                                     resources_per_worker=resources),
-        run_config=RunConfig(name=name, storage_path=str(storage.resolve()),
-                             failure_config=FailureConfig(max_failures=train.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=1)),
-    )
-    steps = steps_file(output)
-    fit_start = time.time()
+    trainer = torch_trainer(loop, config, name, train, storage)
     try:
-        with watch(lambda: read_steps(steps), current_label(f"train {name}"), unit="steps"):
+        with watch_steps(name, output):
             trainer.fit()
     except _training_failures() as e:
         raise gave_up(name, train, e) from None
     finally:
         shutil.rmtree(run_folder, ignore_errors=True)
-        steps.unlink(missing_ok=True)
     return _finish(name, output, fit_start)
+
+
+def torch_trainer(loop: Callable[[dict[str, Any]], None], config: dict[str, Any], name: str, train: TrainConfig,
+                  storage: Path):
+    """The TorchTrainer of every training here (on its own, or a warm group's): `train`'s workers, failure
+    budget and checkpoints kept, its Ray Train run folder `storage/name`."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    return TorchTrainer(
+        loop,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=train.use_gpu,
+                                     resources_per_worker=worker_bundle(train)),
+        run_config=RunConfig(name=name, storage_path=str(storage.resolve()),
+                             failure_config=FailureConfig(max_failures=train.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=1)),
+    )
+
+
+@contextlib.contextmanager
+def watch_steps(name: str, output: Path) -> Iterator[None]:
+    """The driver's progress line for a training writing into `output`, from the step count its rank 0
+    leaves beside it (jobs.progress.steps_file), removed when the block ends."""
+    steps = steps_file(output)
+    try:
+        with watch(lambda: read_steps(steps), current_label(f"train {name}"), unit="steps"):
+            yield
+    finally:
+        steps.unlink(missing_ok=True)
 
 
 def gave_up(name: str, train: TrainConfig, error: BaseException) -> StageFailed:

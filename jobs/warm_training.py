@@ -37,8 +37,7 @@ from typing import Any
 
 from alma.config import TrainConfig
 from alma.core.errors import StageFailed
-from alma.jobs.progress import current_label, read_steps, steps_file, watch
-from alma.jobs.training import WARM, gave_up, worker_bundle
+from alma.jobs.training import WARM, gave_up, torch_trainer, watch_steps, worker_bundle
 
 log = logging.getLogger("alma.train")
 
@@ -139,20 +138,12 @@ class _Group:
 
     def __init__(self, key: str, train: TrainConfig, storage: Path):
         import ray
-        from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-        from ray.train.torch import TorchTrainer
 
-        self.key, self.train = key, train
+        self.key = key
         self.board = ray.remote(_Board).options(num_cpus=0).remote()
         self.folder = storage.resolve() / f"warm-{key}"
         shutil.rmtree(self.folder, ignore_errors=True)
-        self.trainer = TorchTrainer(
-            _serve_jobs, train_loop_config={"board": self.board},
-            scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=train.use_gpu,
-                                         resources_per_worker=worker_bundle(train)),
-            run_config=RunConfig(name=self.folder.name, storage_path=str(storage.resolve()),
-                                 failure_config=FailureConfig(max_failures=train.max_failures),
-                                 checkpoint_config=CheckpointConfig(num_to_keep=1)))
+        self.trainer = torch_trainer(_serve_jobs, {"board": self.board}, self.folder.name, train, storage)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._fit, name=f"alma-warm-{key}", daemon=True)
         self.thread.start()
@@ -180,24 +171,23 @@ class _Group:
 
 
 class WarmTrainers:
-    """The driver's warm worker groups, one per shape (`shape_key`), each started by its first training."""
+    """The driver's warm worker group, started by the first training of its shape (`shape_key`). One group
+    at a time: a training of another shape ends the group there is (trainings after step 0 run one after
+    another, so two idle groups would only hold resources the streams and replicas may need)."""
 
     def __init__(self, storage: Path):
         self.storage = storage
-        self._groups: dict[str, _Group] = {}
+        self._current: _Group | None = None
         self._lock = threading.Lock()
 
     def _group(self, train: TrainConfig) -> _Group:
-        """The warm group of this training's shape. One group at a time: a training of another shape ends
-        the group there is (trainings after step 0 run one after another, so two idle groups would only
-        hold resources the streams and replicas may need)."""
         key = shape_key(train)
         with self._lock:
-            for other in [k for k in self._groups if k != key]:
-                self._groups.pop(other).close()
-            group = self._groups.get(key)
-            if group is None or not group.alive:  # Ray Train gave up on the last one: a new one
-                group = self._groups[key] = _Group(key, train, self.storage)
+            group = self._current
+            if group is not None and group.key != key:
+                group.close()
+            if group is None or group.key != key or not group.alive:  # a given-up group is replaced too
+                group = self._current = _Group(key, train, self.storage)
             return group
 
     def make_room(self, bundle: dict[str, float]) -> bool:
@@ -207,7 +197,7 @@ class WarmTrainers:
         from alma.core.packing import place
 
         with self._lock:
-            if not self._groups or place([bundle], free_per_node()):
+            if self._current is None or place([bundle], free_per_node()):
                 return False
         log.info("ending the warm training workers: a replica needing %s does not fit beside them", bundle)
         self.close()
@@ -222,24 +212,20 @@ class WarmTrainers:
         group = self._group(train)
         job_id = f"{name}-{time.time_ns()}"
         seq = ray.get(group.board.submit.remote({"id": job_id, "loop": loop, "config": config}))
-        steps = steps_file(output)
-        try:
-            with watch(lambda: read_steps(steps), current_label(f"train {name}"), unit="steps"):
-                while True:
-                    done, error = ray.get(group.board.result.remote(seq))
-                    if done:
-                        break
-                    if not group.alive:
-                        raise gave_up(name, train, group.error or RuntimeError("the worker group ended"))
-                    time.sleep(POLL_S)
-        finally:
-            steps.unlink(missing_ok=True)
+        with watch_steps(name, output):
+            while True:
+                done, error = ray.get(group.board.result.remote(seq))
+                if done:
+                    break
+                if not group.alive:
+                    raise gave_up(name, train, group.error or RuntimeError("the worker group ended"))
+                time.sleep(POLL_S)
         if error is not None:
             raise StageFailed(f"train {name}: {error} (the workers' tracebacks are in the run's Ray logs)")
 
     def close(self, wait: bool = True) -> None:
-        """End every warm worker group (their workers exit once the board says there are no more jobs)."""
+        """End the warm worker group (its workers exit once the board says there are no more jobs)."""
         with self._lock:
-            groups, self._groups = list(self._groups.values()), {}
-        for group in groups:
+            group, self._current = self._current, None
+        if group is not None:
             group.close(wait)

@@ -33,7 +33,7 @@ def test_one_group_at_a_time(trainers):
     first = trainers._group(TrainConfig(cpus_per_worker=2))
     assert trainers._group(TrainConfig(cpus_per_worker=2, max_length=448)) is first
     other = trainers._group(TrainConfig(cpus_per_worker=1))
-    assert first.closed and not other.closed and list(trainers._groups) == [other.key]
+    assert first.closed and not other.closed and trainers._current is other
 
 
 def test_a_group_ray_train_gave_up_on_is_replaced(trainers):
@@ -47,7 +47,7 @@ def test_the_group_makes_room_for_a_replica_that_would_not_fit(trainers, monkeyp
     monkeypatch.setattr("alma.cluster.resources.free_per_node", lambda: [{"CPU": 1.0}])
     assert not trainers.make_room({"CPU": 0.5}) and not group.closed, "it fits: the group stays"
     monkeypatch.setattr("alma.cluster.resources.free_per_node", lambda: [{"CPU": 0.25}])
-    assert trainers.make_room({"CPU": 0.5}) and group.closed and not trainers._groups
+    assert trainers.make_room({"CPU": 0.5}) and group.closed and trainers._current is None
     assert not trainers.make_room({"CPU": 0.5}), "no group left to end"
 
 
