@@ -369,10 +369,11 @@ class ClusterConfig(_Strict):
         "when the nodes' free resources hold all their workers (train.cpus_per_worker, .resources, .num_workers); "
         "the others wait for the next wave. 1: one after another. Results do not depend on it.")
     warm_training: bool = Field(
-        True, description="Keep one Ray Train worker group (per worker shape) for the trainings after step 0 "
-        "(the distilled judge, every round's model), each a job it runs in turn, so only the first pays Ray "
-        "Train's start-up; it holds its workers' resources between trainings. false: a worker group per "
-        "training (jobs/warm_training.py).")
+        True, description="Keep one Ray Train worker group (per worker shape) for every training that does not "
+        "run beside another (step 0's when they run one after another, the distilled judge, every round's "
+        "model), each a job it runs in turn, so only the first pays Ray Train's start-up; it holds its "
+        "workers' resources between trainings, and is ended before a replica or actor pool that would not "
+        "fit beside it starts. false: a worker group per training (jobs/warm_training.py).")
 
 
 class SeedsConfig(_Strict):

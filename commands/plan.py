@@ -136,7 +136,8 @@ def workload_from_config(cfg: AlmaConfig, params: float, embed_dim: int | None) 
         prompt_tokens=min(cfg.pool.sampling.max_new_tokens, cfg.pool.embed_max_tokens),
         response_tokens=cfg.round.sampling.max_new_tokens, train_length=cfg.train.max_length,
         judge_length=cfg.judge_train.max_length, epochs=cfg.train.epochs, judge_epochs=cfg.judge_train.epochs,
-        train_rows_cap=_rows_cap(cfg.train), judge_rows_cap=_rows_cap(cfg.judge_train), **extra)
+        train_rows_cap=_rows_cap(cfg.train), judge_rows_cap=_rows_cap(cfg.judge_train),
+        warm_training=cfg.cluster.warm_training, **extra)
 
 
 def _assignments(items: list[str]) -> list[tuple[str, str]]:
@@ -294,7 +295,8 @@ def _rate(value: float) -> str:
 def _rates_line(label: str, rates: Rates) -> str:
     return (f"{label} at {_count(rates.params)} parameters: decode {_rate(rates.decode_tokens_per_s)} tok/s, prefill "
             f"{_rate(rates.prefill_tokens_per_s)} tok/s, training {_rate(rates.train_tokens_per_s)} tok/s, start-up "
-            f"{rates.training_startup_s:g} s a training, {rates.stream_startup_s:g} s a stream")
+            f"{rates.training_startup_s:g} s a training ({rates.warm_training_startup_s:g} s on a warm worker group), "
+            f"{rates.stream_startup_s:g} s a stream")
 
 
 def _comparison_line(plan: Plan) -> str:

@@ -126,11 +126,14 @@ class Workload:
     judge_epochs: float = 2.0  # passes over a judge training set (judge_train.epochs)
     train_rows_cap: int | None = None  # rows a policy training sees at most (train.max_steps x batch)
     judge_rows_cap: int | None = None  # rows a judge training sees at most (judge_train.max_steps x batch)
+    # cluster.warm_training: every training after the first is a job of one kept worker group, so it pays
+    # Rates.warm_training_startup_s instead of training_startup_s
+    warm_training: bool = True
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if value is None:
+            if value is None or f.name == "warm_training":
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{f.name} must be a finite number, got {value!r}")
@@ -208,6 +211,7 @@ class Rates:
     train_tokens_per_s: float  # tokens trained on (forward and backward)
     kmeans_flops_per_s: float  # distance computations of the k-means (independent of the model)
     training_startup_s: float  # per training: workers, model load (Ray Train)
+    warm_training_startup_s: float  # per training after the first on a warm worker group: model load, set-up
     stream_startup_s: float  # per streamed inference stage: callers, engines
     source: str = ""
 
@@ -249,6 +253,8 @@ GPUS = {
 }
 # Not measured here: a Ray Train worker group loading an 8B model, and a vLLM engine start with CUDA graphs.
 GPU_TRAINING_STARTUP_S = 120.0
+# Not measured either: a warm worker group's next job still loads its model (16 GB of bf16 weights for 8B).
+GPU_WARM_TRAINING_STARTUP_S = 30.0
 GPU_STREAM_STARTUP_S = 120.0
 
 
@@ -262,7 +268,7 @@ def gpu_rates(spec: GpuSpec, params: float) -> Rates:
     return Rates(params=params, decode_tokens_per_s=min(bandwidth_bound, prefill), prefill_tokens_per_s=prefill,
                  train_tokens_per_s=spec.peak_flops * spec.train_mfu / (TRAIN_FLOPS_PER_PARAM * params),
                  kmeans_flops_per_s=spec.peak_flops * spec.kmeans_mfu, training_startup_s=GPU_TRAINING_STARTUP_S,
-                 stream_startup_s=GPU_STREAM_STARTUP_S,
+                 warm_training_startup_s=GPU_WARM_TRAINING_STARTUP_S, stream_startup_s=GPU_STREAM_STARTUP_S,
                  source=f"{spec.name} datasheet: {spec.peak_flops / 1e12:.0f} TFLOP/s bf16 at MFU {spec.train_mfu:g} "
                         f"(training) / {spec.prefill_mfu:g} (prefill); decode {spec.decode_batch} sequences a step at "
                         f"{spec.bandwidth_efficiency:g} of {spec.hbm_bytes_per_s / 1e12:g} TB/s")
@@ -284,6 +290,7 @@ CPU_REFERENCE = Rates(
     # pool_scaling.py: 4,300 rows/s at k = 1000, dim 256, 3 epochs and an assignment pass, one thread.
     kmeans_flops_per_s=4300 * 4 * 2 * 1000 * 256,
     training_startup_s=30.0,  # train_overhead.py: 27-33 s of Ray Train start-up per training
+    warm_training_startup_s=0.6,  # train_overhead.py: a warm worker group's second training, outside its steps
     stream_startup_s=4.0,  # pipeline benchmarks: Ray Data starting its caller actor, 4-5 s per stream
     source="measured on a 2-core CPU machine with SmolLM2-135M (docs/results.md), scaled linearly with cores")
 
@@ -314,7 +321,7 @@ class Cluster:
         for key in ("decode_tokens_per_s", "prefill_tokens_per_s", "train_tokens_per_s", "kmeans_flops_per_s"):
             if not getattr(self.rates, key) > 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self.rates, key)!r}")
-        for key in ("training_startup_s", "stream_startup_s"):
+        for key in ("training_startup_s", "warm_training_startup_s", "stream_startup_s"):
             if not getattr(self.rates, key) >= 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self.rates, key)!r}")
 
@@ -411,12 +418,21 @@ def estimate(work: Workload, cluster: Cluster) -> Plan:
     the scores, and a training from the base on the seed plus every round's best so far."""
     policy, judge = cluster.rates.at(work.params), cluster.rates.at(work.judge_size)
     stages: list[Stage] = []
+    group_up = False  # a warm worker group is kept from the previous training
 
     def add(name: str, group: str, text: str, rates: Rates, prefill: float = 0.0, decode: float = 0.0,
             train: float = 0.0, kmeans_flops: float = 0.0) -> None:
+        nonlocal group_up
         seconds = {"decode": decode / rates.decode_tokens_per_s, "prefill": prefill / rates.prefill_tokens_per_s,
                    "training": train / rates.train_tokens_per_s, "clustering": kmeans_flops / rates.kmeans_flops_per_s}
-        startup = rates.training_startup_s if train else rates.stream_startup_s if prefill or decode else 0.0
+        if train:
+            startup = rates.warm_training_startup_s if group_up else rates.training_startup_s
+            group_up = work.warm_training
+        else:
+            startup = rates.stream_startup_s if prefill or decode else 0.0
+            # Every stage here takes the whole cluster: on GPUs the replicas need the devices the group holds,
+            # so the driver ends it (make_room); CPU workers share their nodes with the replicas, as measured.
+            group_up = group_up and cluster.kind == "cpu" if (prefill or decode) else group_up
         seconds["start-up"] = startup * cluster.devices
         unit = cluster.hours_per_device_hour / 3600
         hours = {kind: s * unit for kind, s in seconds.items()}
@@ -647,6 +663,11 @@ def assume(obj: Any, key: str, text: str) -> Any:
     if key not in hints or key == "params" and isinstance(obj, Rates):
         raise ConfigError(f"--assume {key}: no such assumption")
     allowed = typing.get_args(hints[key]) or (hints[key],)
+    if bool in allowed:
+        flag = text.strip().lower()
+        if flag not in ("true", "false", "1", "0"):
+            raise ConfigError(f"--assume {key}={text}: true or false")
+        return dataclasses.replace(obj, **{key: flag in ("true", "1")})
     if text.strip().lower() in ("none", "null") and type(None) in allowed:
         return dataclasses.replace(obj, **{key: None})
     try:

@@ -89,12 +89,18 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
     try:
         base = base_stage(ctx, base)
         start_serve()
-        sft_paths, judge_path = initial_models(ctx, base, seed_sft, seed_judge, rubric)
-        deploy_generator(cfg)
-        pool_file = build_pool(ctx, base, [e.user_prompt for e in seed_sft])
         results = []
-        # After step 0 every training runs on a warm worker group (jobs/warm_training.py).
+        # Every training that does not run beside another runs on a warm worker group
+        # (jobs/warm_training.py), which makes room for the replicas and actor pools that would not fit
+        # beside it.
         with warm_trainers(ctx.layout.ray_train, cfg.cluster.warm_training) as warm:
+            sft_paths, judge_path = initial_models(ctx, base, seed_sft, seed_judge, rubric)
+            if warm is not None:
+                warm.make_room(replica_bundle(cfg))
+            deploy_generator(cfg)
+            if warm is not None:  # the pool's embedding actors
+                warm.make_room(*[replica_bundle(cfg)] * cfg.pool.embed_actors)
+            pool_file = build_pool(ctx, base, [e.user_prompt for e in seed_sft])
             for r in range(1, cfg.rounds + 1):
                 responses = draw_and_sample(ctx, r, pool_file, sft_paths)
                 if r == 1:

@@ -29,6 +29,7 @@ from alma.core.packing import waves
 from alma.core.seeds import JudgeExample, SftExample, load_judge
 from alma.jobs.run_context import RunContext
 from alma.jobs.training import DATA_FILE, train_sft, training_table, worker_bundle
+from alma.jobs.warm_training import cold_trainings
 
 
 def seed_sample(examples: list, rows: int | None, seed: int) -> list:
@@ -130,7 +131,8 @@ def judge_split_stage(ctx: RunContext, judge: list[JudgeExample]) -> list[JudgeE
 def initial_models(ctx: RunContext, base: Path, sft: list[SftExample], judge: list[JudgeExample],
                    rubric: str) -> tuple[list[Path], Path]:
     """Train sft-1, sft-2 and the judge: at once where the cluster has room for their workers
-    (`cluster.concurrent_trainings`, core.packing), one after another where it has not."""
+    (`cluster.concurrent_trainings`, core.packing), one after another where it has not (then as jobs of
+    the driver's warm worker group, jobs.warm_training, where it keeps one)."""
     rows = sft_rows(sft, ctx.cfg.train.seed_rows, ctx.cfg.seed)
     judge_train = judge_split_stage(ctx, judge)
     judge_train = seed_sample(judge_train, ctx.cfg.judge_train.seed_rows, ctx.cfg.seed)
@@ -186,7 +188,8 @@ def _run_wave(ctx: RunContext, base: Path, wave: list[Training]) -> None:
 
     def one(t: Training) -> None:
         try:
-            _train(ctx, base, t)
+            with cold_trainings():  # a warm group would run them one after another
+                _train(ctx, base, t)
         except BaseException as e:  # handed to the driver's thread below
             errors[t.name] = e
 

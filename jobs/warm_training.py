@@ -4,9 +4,9 @@ it runs in turn, so that only the first pays Ray Train's start-up.
 A training started on its own (`TorchTrainer.fit`) spends most of its wall time before its first step on
 a small model: the controller and worker processes start, and each worker imports torch, transformers,
 datasets and TRL (20 s of a 2-core machine at load, measured), then loads the model; after the last step
-the worker group is torn down. A run trains the distilled judge and one model per round after step 0, one
-after another, all with the same worker shape. So the driver keeps, per shape (workers, each worker's
-resource bundle, failure budget), one `TorchTrainer` whose train function is a loop over a job board
+the worker group is torn down. A run trains step 0's models where the cluster has no room for them at
+once, then the distilled judge and one model per round, one after another, mostly with one worker shape.
+So the driver keeps, per shape (workers, each worker's resource bundle, failure budget), one `TorchTrainer` whose train function is a loop over a job board
 (a Ray actor): it takes the next job (the same loop function and config a cold `fit` would run), runs it,
 and waits for the next. Its workers keep their imports; a job loads its own model and data, as before.
 
@@ -17,8 +17,11 @@ another's). A job whose loop raises is reported to the driver as that stage's er
 waits for the next job; a worker group Ray Train gives up on fails the job in flight, and the next
 training starts a new one.
 
-The cost: a warm worker group holds its resources (CPUs, a GPU) between trainings, while the round's
-generation and judging run. `cluster.warm_training: false` returns to a worker group per training.
+The cost: a warm worker group holds its resources (CPUs, a GPU) between trainings, while the pool and the
+rounds' generation and judging run; the driver ends it before it starts a replica or an actor pool that
+would not fit beside it (`make_room`). Step 0's trainings that run at once (jobs.initial_models) each
+get a worker group of their own (`cold_trainings`). `cluster.warm_training: false` returns to a worker
+group per training.
 """
 
 from __future__ import annotations
@@ -64,6 +67,17 @@ def warm_trainers(storage: Path, enabled: bool = True) -> Iterator["WarmTrainers
         raise
     else:
         trainers.close()
+    finally:
+        WARM.reset(token)
+
+
+@contextlib.contextmanager
+def cold_trainings() -> Iterator[None]:
+    """Within the block (in this thread), each training starts a worker group of its own: for trainings
+    that run at once, which one warm group would run one after another."""
+    token = WARM.set(None)
+    try:
+        yield
     finally:
         WARM.reset(token)
 
@@ -138,9 +152,13 @@ class _Group:
 
     def __init__(self, key: str, train: TrainConfig, storage: Path):
         import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self.key = key
-        self.board = ray.remote(_Board).options(num_cpus=0).remote()
+        # The board lives on the driver's node: it holds the only record of which jobs are done, and a
+        # worker node that is lost (the fault the group exists to survive) must not take it along.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.board = ray.remote(_Board).options(num_cpus=0, scheduling_strategy=here).remote()
         self.folder = storage.resolve() / f"warm-{key}"
         shutil.rmtree(self.folder, ignore_errors=True)
         self.trainer = torch_trainer(_serve_jobs, {"board": self.board}, self.folder.name, train, storage)
@@ -190,16 +208,17 @@ class WarmTrainers:
                 group = self._current = _Group(key, train, self.storage)
             return group
 
-    def make_room(self, bundle: dict[str, float]) -> bool:
-        """End the warm groups if a Serve replica asking for `bundle` would not fit beside them on the
-        cluster's free resources now (the driver asks before it deploys one); True if it ended them."""
+    def make_room(self, *bundles: dict[str, float]) -> bool:
+        """End the warm group if actors asking for `bundles` (a Serve replica, a stream's actor pool) would
+        not fit beside it on the cluster's free resources now (the driver asks before it starts them);
+        True if it ended the group."""
         from alma.cluster.resources import free_per_node
         from alma.core.packing import place
 
         with self._lock:
-            if self._current is None or place([bundle], free_per_node()):
+            if self._current is None or place(list(bundles), free_per_node()):
                 return False
-        log.info("ending the warm training workers: a replica needing %s does not fit beside them", bundle)
+        log.info("ending the warm training workers: actors needing %s do not fit beside them", list(bundles))
         self.close()
         return True
 

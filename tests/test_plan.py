@@ -16,7 +16,8 @@ from alma.core.plan import (BENCHMARK_JUDGMENT_TOKENS, CPU_REFERENCE, GPUS, LLAM
 
 # Round numbers, so that every expected value below is a sum a reader can redo.
 RATES = Rates(params=1e9, decode_tokens_per_s=100.0, prefill_tokens_per_s=1000.0, train_tokens_per_s=50.0,
-              kmeans_flops_per_s=1e9, training_startup_s=0.0, stream_startup_s=0.0)
+              kmeans_flops_per_s=1e9, training_startup_s=0.0, warm_training_startup_s=0.0,
+              stream_startup_s=0.0)
 
 
 def small(**changes) -> Workload:
@@ -54,6 +55,25 @@ def test_a_small_plan_by_hand():
     assert plan.device_hours == pytest.approx(plan.wall_s / 3600)
     assert sum(s.share for s in plan.stages) == pytest.approx(1.0)
     assert plan.dominant().name == "rounds: training"  # 8.4 s of 27.2
+
+
+def test_a_warm_worker_group_saves_the_start_up_of_the_trainings_it_runs():
+    """Step 0's trainings follow one another, so the second and third are jobs of the first one's worker group;
+    on GPUs the streams between the later trainings take its devices (a cold start each), on CPU nodes it
+    stays beside them; `warm_training=false` charges every training the full start-up."""
+    rates = dataclasses.replace(RATES, training_startup_s=10.0, warm_training_startup_s=1.0)
+    work = small(rounds=2, pool_prompts=40)
+
+    def startups(kind: str, **changes) -> list[float]:
+        plan = estimate(dataclasses.replace(work, **changes), Cluster(kind, 1, rates))
+        return [s.wall_s - s.train_tokens / rates.train_tokens_per_s for s in plan.stages if s.train_tokens]
+
+    assert startups("gpu") == pytest.approx([10, 1, 1, 10, 10])  # sft-1, sft-2, judge, round 1, round 2
+    assert startups("cpu") == pytest.approx([10, 1, 1, 1, 1])
+    assert startups("cpu", warm_training=False) == pytest.approx([10] * 5)
+    assert assume(work, "warm_training", "false").warm_training is False
+    with pytest.raises(ConfigError, match="true or false"):
+        assume(work, "warm_training", "maybe")
 
 
 def test_devices_divide_the_compute_and_start_ups_hold_them():

@@ -85,3 +85,26 @@ def test_committed_trainings_take_no_room(tmp_path, monkeypatch, recorded):
     im.train_together(ctx, tmp_path, _trainings())
     assert seen == [2], "only sft-2 and the judge are packed"
     assert _overlap(spans["sft-2"], spans["judge"])
+
+
+def test_trainings_one_after_another_share_the_warm_group_and_those_at_once_do_not(tmp_path, monkeypatch):
+    """Within the driver's warm block a training alone in its wave is a job of the warm worker group
+    (jobs.training.fit reads it); the trainings of a wave that runs at once each get their own."""
+    from alma.jobs.training import WARM
+    from alma.jobs.warm_training import warm_trainers
+
+    seen: dict[str, object] = {}
+
+    def fake(ctx, name, base, rows, seed, judge=False, round=None):
+        seen[name] = WARM.get()
+        return ctx.layout.checkpoint(name)
+
+    monkeypatch.setattr(im, "train_stage", fake)
+    with warm_trainers(tmp_path / "ray_train") as warm:
+        monkeypatch.setattr("alma.cluster.resources.free_per_node", lambda: [{"CPU": 1.0}])
+        im.train_together(_ctx(tmp_path / "a"), tmp_path, _trainings())
+        assert seen == {"sft-1": warm, "sft-2": warm, "judge": warm}
+        seen.clear()
+        monkeypatch.setattr("alma.cluster.resources.free_per_node", lambda: [{"CPU": 4.0}])
+        im.train_together(_ctx(tmp_path / "b"), tmp_path, _trainings())
+        assert seen == {"sft-1": None, "sft-2": None, "judge": None}
