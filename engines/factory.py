@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alma.core.engine_api import Engine
+from alma.core.storage import is_uri, local_stage
 
 if TYPE_CHECKING:
     from alma.config import ModelConfig
@@ -104,7 +105,10 @@ class EngineSettings:
 
 
 def load_engine(checkpoint: str | Path, settings: EngineSettings = EngineSettings()) -> Engine:
-    """Build the engine `choose_engine(settings.engine, settings.device)` picks for `checkpoint`."""
+    """Build the engine `choose_engine(settings.engine, settings.device)` picks for `checkpoint` (a folder,
+    or a committed stage's URI, fetched to this node: core.storage.local_stage)."""
+    if is_uri(str(checkpoint)):
+        checkpoint = str(local_stage(checkpoint))
     choice = choose_engine(settings.engine, settings.device)
     if settings.engine == "auto":
         log.info("engine auto -> %s on %s for %s: %s", choice.kind, choice.device, checkpoint, choice.reason)

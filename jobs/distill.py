@@ -34,7 +34,7 @@ def label_stage(ctx: RunContext, responses: Path, judge: Path, rubric: str) -> P
     def build(w: StageWriter) -> None:
         rows = read_table(responses).to_pylist()
         picked = pick_responses(rows, ctx.cfg.judge.distill_responses, ctx.cfg.seed)
-        deploy_judge(ctx.cfg, str(judge.resolve()), rubric)
+        deploy_judge(ctx.cfg, ctx.stage_location(judge), rubric)
         streamed = stream_through(picked, JudgeCaller, ctx.cfg, w.path, {"mode": "expected"})
         w.rows = streamed.rows
         w.info = {"judge": str(judge), "asked": ctx.cfg.judge.distill_responses, "available": len(rows),

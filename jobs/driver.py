@@ -93,7 +93,7 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
         # Every training that does not run beside another runs on a warm worker group
         # (jobs/warm_training.py), which makes room for the replicas and actor pools that would not fit
         # beside it.
-        with warm_trainers(ctx.layout.ray_train, cfg.cluster.warm_training) as warm:
+        with warm_trainers(ctx.train_storage, cfg.cluster.warm_training) as warm:
             sft_paths, judge_path = initial_models(ctx, base, seed_sft, seed_judge, rubric)
             if warm is not None:
                 warm.make_room(replica_bundle(cfg))
@@ -108,7 +108,7 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
                     judge_path = self_distill(ctx, responses, judge_path, rubric)
                     if warm is not None:  # the judge's replica first, if the warm workers leave it no room
                         warm.make_room(replica_bundle(cfg))
-                    deploy_judge(cfg, str(judge_path.resolve()), rubric)
+                    deploy_judge(cfg, ctx.stage_location(judge_path), rubric)
                 results.append(judge_and_train(ctx, r, base, responses, judge_path, seed_sft))
     finally:
         if not ray_ctx.started_local:  # a cluster that outlives the run: its replicas are released

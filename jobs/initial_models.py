@@ -89,7 +89,7 @@ def train_stage(ctx: RunContext, name: str, base: Path, rows: list[dict], seed: 
         data = w.path / DATA_FILE
         pq.write_table(training_table(rows), data)
         train = ctx.cfg.judge_train if judge else ctx.cfg.train
-        metrics = train_sft(name, base, data, w.path, train, seed, ctx.layout.ray_train,
+        metrics = train_sft(name, ctx.stage_location(base), data, w.path, train, seed, ctx.train_storage,
                             ctx.cfg.model.trust_remote_code)
         w.rows = len(rows)
         w.info = {"base": str(base), "seed": seed, "sources": _count_sources(rows), **metrics}

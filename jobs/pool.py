@@ -32,7 +32,7 @@ from alma.core.prompts import PromptFilter, few_shot_request, normalize, parse_r
 from alma.jobs.progress import watch_rows
 from alma.jobs.run_context import RunContext
 from alma.core.tables import read_table
-from alma.jobs.streaming import actor_fault_options, data_module, stream_through
+from alma.jobs.streaming import actor_fault_options, data_module, on_driver_node, stream_through
 
 CLUSTERS_FILE = "clusters.parquet"
 KMEANS_FILE = "kmeans.npz"
@@ -58,7 +58,7 @@ def synthesize_pool(ctx: RunContext, base: Path, seed_prompts: list[str]) -> Pat
         rng = random.Random(ctx.cfg.seed)
         shots = [sample_few_shot(seed_prompts, cfg.few_shot, rng) for _ in range(cfg.attempts)]
         requests = [{"prompt_id": f"attempt-{i}", "prompt": few_shot_request(s), "mode": "text",
-                     "checkpoint": "base", "checkpoint_path": str(base), "n": 1, "seed": f"pool-{ctx.cfg.seed}-{i}"}
+                     "checkpoint": "base", "checkpoint_path": ctx.stage_location(base), "n": 1, "seed": f"pool-{ctx.cfg.seed}-{i}"}
                     for i, s in enumerate(shots)]
         streamed = stream_through(requests, GenerateCaller, ctx.cfg, w.path / ctx.layout.pool_raw.name,
                                   {"sampling": cfg.sampling.model_dump()})
@@ -99,10 +99,10 @@ def embed_pool(ctx: RunContext, base: Path, pool_file: Path) -> Path:
 
     def build(w: StageWriter) -> None:
         ray_data = data_module()
-        ds = ray_data.read_parquet(str(pool_file), columns=["prompt_id", "prompt"])
+        ds = ray_data.read_parquet(str(pool_file), columns=["prompt_id", "prompt"], ray_remote_args=on_driver_node())
         ds = ds.map_batches(
             Embedder,
-            fn_constructor_kwargs={"checkpoint": str(base), "settings": EngineSettings.of(cfg.model),
+            fn_constructor_kwargs={"checkpoint": ctx.stage_location(base), "settings": EngineSettings.of(cfg.model),
                                    "layer": cfg.pool.embed_layer, "pooling": cfg.pool.embed_pooling,
                                    "max_tokens": cfg.pool.embed_max_tokens},
             batch_size=cfg.pool.embed_batch,
@@ -114,7 +114,7 @@ def embed_pool(ctx: RunContext, base: Path, pool_file: Path) -> Path:
             **actor_fault_options(cfg),
         )
         with watch_rows(w.path, pq.read_metadata(pool_file).num_rows):
-            ds.write_parquet(str(w.path))
+            ds.write_parquet(str(w.path), ray_remote_args=on_driver_node())
         files = parquet_files(w.path)
         w.rows = sum(pq.read_metadata(f).num_rows for f in files)
         expected = pq.read_metadata(pool_file).num_rows

@@ -34,7 +34,8 @@ from alma.core.pairs import Pair, preference_pairs
 from alma.core.seeds import SftExample
 from alma.jobs.run_context import RunContext
 from alma.core.tables import read_table
-from alma.jobs.training import DATA_FILE, fit, load_model, run_trainer, trainer_args, worker_config
+from alma.core.storage import local_stage
+from alma.jobs.training import DATA_FILE, fit, load_model, read_rows, run_trainer, trainer_args, worker_config
 
 INITIAL = "sft-1"
 PAIR_SCHEMA = pa.schema([
@@ -121,8 +122,8 @@ def train_round(ctx: RunContext, r: int, base: Path, scores: Path, seed_sft: lis
     def build(w: StageWriter) -> None:
         data = w.path / DATA_FILE
         pq.write_table(preference_table(rows), data)
-        metrics = train_dpo(f"round-{r}", start, reference, data, w.path, ctx.cfg.dpo_train, ctx.cfg.dpo, seed,
-                            ctx.layout.ray_train, ctx.cfg.model.trust_remote_code)
+        metrics = train_dpo(f"round-{r}", ctx.stage_location(start), ctx.stage_location(reference), data, w.path,
+                            ctx.cfg.dpo_train, ctx.cfg.dpo, seed, ctx.train_storage, ctx.cfg.model.trust_remote_code)
         sources: dict[str, int] = {}
         for row in rows:
             sources[row["source"]] = sources.get(row["source"], 0) + 1
@@ -144,27 +145,28 @@ def _dpo_loop(config: dict[str, Any]) -> None:
     marks["imports"] = time.time()
     cfg = worker_config(config)
     trust = config["trust_remote_code"]
-    table = pq.read_table(config["data"])
+    table = read_rows(config)
     ds = datasets.Dataset.from_list([
         {"prompt": json.loads(p), "chosen": [{"role": "assistant", "content": c}],
          "rejected": [{"role": "assistant", "content": j}]}
         for p, c, j in zip(table["prompt"].to_pylist(), table["chosen"].to_pylist(), table["rejected"].to_pylist())
     ])
-    tokenizer = AutoTokenizer.from_pretrained(config["start"], trust_remote_code=trust)
-    model = load_model(config["start"], trust)
+    start = str(local_stage(config["start"]))
+    tokenizer = AutoTokenizer.from_pretrained(start, trust_remote_code=trust)
+    model = load_model(start, trust)
     # Loaded here rather than left to TRL (which reloads the policy's folder itself), so that the reference
     # may be another model and is read from safetensors with the run's trust_remote_code like every model.
-    reference = load_model(config["reference"], trust)
+    reference = load_model(str(local_stage(config["reference"])), trust)
     marks["model_load"] = time.time()
     scratch = tempfile.mkdtemp(prefix="alma-dpo-")  # the Trainer wants a folder; nothing is kept there
     args = DPOConfig(**trainer_args(cfg, scratch, config["seed"]), beta=config["beta"], loss_type=[config["loss"]])
     trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=ds, processing_class=tokenizer)
-    run_trainer(trainer, cfg, tokenizer, Path(config["output"]), len(ds), scratch,
-                log_keys=("num_tokens", "rewards/accuracies", "rewards/margins"), marks=marks, job=config.get("job"))
+    run_trainer(trainer, cfg, tokenizer, config, len(ds), scratch,
+                log_keys=("num_tokens", "rewards/accuracies", "rewards/margins"), marks=marks)
 
 
-def train_dpo(name: str, start: Path, reference: Path, data: Path, output: Path, train: TrainConfig,
-              dpo: DpoConfig, seed: int, storage: Path, trust_remote_code: bool = False) -> dict[str, Any]:
+def train_dpo(name: str, start: str | Path, reference: str | Path, data: Path, output: Path, train: TrainConfig,
+              dpo: DpoConfig, seed: int, storage: str | Path, trust_remote_code: bool = False) -> dict[str, Any]:
     """DPO from `start` against `reference` on the prompt/chosen/rejected table `data` into `output`;
     returns training metrics (with the last logged reward accuracy and margin)."""
     return fit(_dpo_loop, name, {"data": str(data), "start": str(start), "reference": str(reference),

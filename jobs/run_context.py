@@ -67,6 +67,18 @@ class RunContext:
         """Where the run lives, as the user named it: the URI, or the local folder."""
         return self.remote.uri if self.remote else str(self.run_dir)
 
+    def stage_location(self, stage_dir: Path) -> str:
+        """How replicas, Ray Data actors and Ray Train workers on any node name a committed stage: its path,
+        or for a run at a URI the stage's URI, which they resolve with core.storage.local_stage (the
+        driver's node reads its working copy; a node without a shared disk fetches the stage)."""
+        return self.remote.uri_of(stage_dir.resolve()) if self.remote else str(stage_dir.resolve())
+
+    @property
+    def train_storage(self) -> str:
+        """Ray Train's storage (worker checkpoints): the run's ray_train/ folder, at the run's URI for a run
+        there, so that a worker group restarted on another node finds its checkpoints without a shared disk."""
+        return self.remote.uri_of(self.layout.ray_train) if self.remote else str(self.layout.ray_train)
+
     @property
     def layout(self) -> RunLayout:
         """Where each stage's folder and each file of the run is (core.run_layout)."""

@@ -55,6 +55,17 @@ def retry_settings(cfg: AlmaConfig) -> dict[str, Any]:
             "timeout_s": s.request_timeout_s}
 
 
+def on_driver_node() -> dict[str, Any]:
+    """Ray Data's read and write tasks of a stage run where the stage's folder is: the driver's node. On a
+    shared volume any node would do; a run folder at a URI has its working copy on the driver's node only
+    (the caller actors and the replicas still spread over the cluster; only their rows come back)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
+                                                                  soft=False)}
+
+
 def actor_fault_options(cfg: AlmaConfig) -> dict[str, int]:
     """Bounded recovery of Ray Data's own actors: a dead actor is restarted and its task retried, at most
     serve.request_retries times (Ray Data's default is without limit). Ray 2.60 takes these as remote args
@@ -107,7 +118,7 @@ def stream_through(rows: list[dict[str, Any]] | Path, caller: type, cfg: AlmaCon
         else:
             expected = sum(_expected(pq.read_table(f, columns=[caller.fan_out] if caller.fan_out else []),
                                      caller.fan_out) for f in files)
-            ds = ray_data.read_parquet([str(f) for f in files])
+            ds = ray_data.read_parquet([str(f) for f in files], ray_remote_args=on_driver_node())
     else:
         if caller.batch_group:
             rows, batch_size = order_requests(rows, caller.batch_group, caller.batch_unit, batch_size)
@@ -126,7 +137,7 @@ def stream_through(rows: list[dict[str, Any]] | Path, caller: type, cfg: AlmaCon
     )
     raw = out / _RAW
     with watch_rows(raw, expected):
-        ds.write_parquet(str(raw))
+        ds.write_parquet(str(raw), ray_remote_args=on_driver_node())
     streamed = split_errors(raw, out, caller.results)
     shutil.rmtree(raw, ignore_errors=True)
     if streamed.rows + streamed.rows_lost != expected:

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from alma.config import TrainConfig
 from alma.core.errors import StageFailed
+from alma.core.storage import delete_folder, get_folder, is_uri, join_uri, local_stage, open_uri, put_folder
 from alma.jobs.progress import current_label, read_steps, step_callback, steps_file, watch
 
 log = logging.getLogger("alma.train")
@@ -148,13 +149,14 @@ def job_callback(job: str | None):
     return _Job()
 
 
-def run_trainer(trainer: Any, cfg: TrainConfig, tokenizer: Any, output: Path, examples: int, scratch: str,
-                log_keys: tuple[str, ...] = (), marks: dict[str, float] | None = None,
-                job: str | None = None) -> None:
-    """Train (a restarted worker from the checkpoint Ray Train hands it, if `job` wrote it), then rank 0
-    writes the weights, tokenizer and metrics to `output`; `log_keys` of the last training log go into the
-    metrics as last_<key>. `marks`: the loop's phase marks so far (PHASES), completed here and kept in the
-    metrics."""
+def run_trainer(trainer: Any, cfg: TrainConfig, tokenizer: Any, config: dict[str, Any], examples: int, scratch: str,
+                log_keys: tuple[str, ...] = (), marks: dict[str, float] | None = None) -> None:
+    """Train (a restarted worker from the checkpoint Ray Train hands it, if its job, config["job"], wrote
+    it), then rank 0 writes the weights, tokenizer and metrics to the output (job_config); `log_keys` of the
+    last training log go into the metrics as last_<key>. `marks`: the loop's phase marks so far (PHASES),
+    completed here and kept in the metrics."""
+    job = config.get("job")
+    output, staging = _output_folder(config)
     marks = dict(marks or {})
     marks["trainer_setup"] = time.time()
     import ray.train
@@ -198,6 +200,21 @@ def run_trainer(trainer: Any, cfg: TrainConfig, tokenizer: Any, output: Path, ex
         tokenizer.save_pretrained(str(output))
         marks["save"] = time.time()
         (output / METRICS_FILE).write_text(json.dumps({**metrics, "marks": marks}, indent=2))
+        if staging is not None:
+            steps_file(output).unlink(missing_ok=True)
+            put_folder(output, staging)
+            shutil.rmtree(output, ignore_errors=True)
+
+
+def _output_folder(config: dict[str, Any]) -> tuple[Path, str | None]:
+    """Where rank 0 writes the model: the driver's output folder when this worker is on the driver's node
+    (or the run folder is shared), else a folder of its own, then copied to the staging URI."""
+    import ray
+
+    staging = config.get("staging")
+    if staging is None or ray.get_runtime_context().get_node_id() == config.get("driver_node"):
+        return Path(config["output"]), None
+    return Path(tempfile.mkdtemp(prefix="alma-output-")), staging
     ray.train.report(metrics)
 
 
@@ -228,24 +245,24 @@ def _train_loop(config: dict[str, Any]) -> None:
     marks["imports"] = time.time()
     cfg = worker_config(config)
     trust = config["trust_remote_code"]
-    table = pq.read_table(config["data"])
+    table = read_rows(config)
     ds = datasets.Dataset.from_list([
         {"prompt": json.loads(p), "completion": [{"role": "assistant", "content": c}]}
         for p, c in zip(table["prompt"].to_pylist(), table["completion"].to_pylist())
     ])
-    tokenizer = AutoTokenizer.from_pretrained(config["base"], trust_remote_code=trust)
-    model = load_model(config["base"], trust)
+    base = str(local_stage(config["base"]))
+    tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust)
+    model = load_model(base, trust)
     marks["model_load"] = time.time()
     scratch = tempfile.mkdtemp(prefix="alma-train-")  # the Trainer wants a folder; nothing is kept there
     args = SFTConfig(**trainer_args(cfg, scratch, config["seed"]))
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
     # TRL counts the tokens it trained on: the run's throughput (summary.json) reads them.
-    run_trainer(trainer, cfg, tokenizer, Path(config["output"]), len(ds), scratch, log_keys=("num_tokens",),
-                marks=marks, job=config.get("job"))
+    run_trainer(trainer, cfg, tokenizer, config, len(ds), scratch, log_keys=("num_tokens",), marks=marks)
 
 
-def train_sft(name: str, base: Path, data: Path, output: Path, train: TrainConfig, seed: int,
-              storage: Path, trust_remote_code: bool = False) -> dict[str, Any]:
+def train_sft(name: str, base: str | Path, data: Path, output: Path, train: TrainConfig, seed: int,
+              storage: str | Path, trust_remote_code: bool = False) -> dict[str, Any]:
     """Fine-tune `base` on the prompt/completion table `data` into `output`; returns training metrics."""
     return fit(_train_loop, name, {"data": str(data), "base": str(base), "seed": seed,
                                    "trust_remote_code": trust_remote_code}, output, train, storage)
@@ -274,48 +291,92 @@ def worker_bundle(train: TrainConfig) -> dict[str, float]:
 
 
 def fit(loop: Callable[[dict[str, Any]], None], name: str, loop_config: dict[str, Any], output: Path,
-        train: TrainConfig, storage: Path) -> dict[str, Any]:
+        train: TrainConfig, storage: str | Path) -> dict[str, Any]:
     """Run `loop` on `train.num_workers` Ray Train workers (it gets `loop_config` plus "train" and "output")
     and return the metrics it wrote to `output`: on a warm worker group of the same shape where the driver
     keeps them (jobs.warm_training), else on a worker group started for this training alone."""
-    config = {**loop_config, "train": train.model_dump(), "output": str(output)}
     fit_start = time.time()
+    config = job_config(loop_config, output, train, storage, name)
     warm = WARM.get()
     if warm is not None:
         warm.train(loop, name, config, output, train)
+        fetch_output(config)
         return _finish(name, output, fit_start)
 
     # One Ray Train run folder per training, started empty: Ray Train would resume a run it finds there
     # (left by a driver that was killed), and this stage is recomputed from scratch instead.
-    run_folder = storage.resolve() / name
-    shutil.rmtree(run_folder, ignore_errors=True)
+    run_folder = storage_folder(storage, name)
+    delete_folder(run_folder)
     trainer = torch_trainer(loop, config, name, train, storage)
     try:
         with watch_steps(name, output):
             trainer.fit()
+        fetch_output(config)
     except _training_failures() as e:
         raise gave_up(name, train, e) from None
     finally:
-        shutil.rmtree(run_folder, ignore_errors=True)
+        delete_folder(run_folder)
     return _finish(name, output, fit_start)
 
 
 def torch_trainer(loop: Callable[[dict[str, Any]], None], config: dict[str, Any], name: str, train: TrainConfig,
-                  storage: Path):
+                  storage: str | Path):
     """The TorchTrainer of every training here (on its own, or a warm group's): `train`'s workers, failure
-    budget and checkpoints kept, its Ray Train run folder `storage/name`."""
+    budget and checkpoints kept, its Ray Train run folder `storage/name` (a folder, or at a URI)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    if is_uri(str(storage)):
+        filesystem, path = open_uri(str(storage))
+        where: dict[str, Any] = {"storage_path": path, "storage_filesystem": filesystem}
+    else:
+        where = {"storage_path": str(Path(storage).resolve())}
     return TorchTrainer(
         loop,
         train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=train.use_gpu,
                                      resources_per_worker=worker_bundle(train)),
-        run_config=RunConfig(name=name, storage_path=str(storage.resolve()),
-                             failure_config=FailureConfig(max_failures=train.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=1)),
+        run_config=RunConfig(name=name, failure_config=FailureConfig(max_failures=train.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=1), **where),
     )
+
+
+def storage_folder(storage: str | Path, name: str) -> str:
+    """The Ray Train run folder `name` in `storage` (a folder, or a URI)."""
+    return join_uri(str(storage), name) if is_uri(str(storage)) else str(Path(storage).resolve() / name)
+
+
+def job_config(loop_config: dict[str, Any], output: Path, train: TrainConfig, storage: str | Path,
+               name: str) -> dict[str, Any]:
+    """What a training's loop gets: its settings, its rows (through Ray's object store, so that a worker on
+    any node has them) and where rank 0 writes the model: `output` on the driver's node; elsewhere, when the
+    run is at a URI (no shared disk), a staging folder there that the driver fetches into `output`."""
+    import ray
+
+    config = {**loop_config, "train": train.model_dump(), "output": str(output)}
+    if "data" in loop_config:
+        config["data"] = ray.put(pq.read_table(loop_config["data"]))
+    if is_uri(str(storage)):
+        config["staging"] = storage_folder(storage, f"staging/{name}-{time.time_ns()}")
+        config["driver_node"] = ray.get_runtime_context().get_node_id()
+    return config
+
+
+def read_rows(config: dict[str, Any]) -> pa.Table:
+    """The training table a loop was handed (job_config)."""
+    import ray
+
+    return ray.get(config["data"])
+
+
+def fetch_output(config: dict[str, Any]) -> None:
+    """Bring what rank 0 wrote to the staging folder (a worker off the driver's node) into `output`."""
+    staging = config.get("staging")
+    if staging is None:
+        return
+    if not (Path(config["output"]) / METRICS_FILE).is_file():
+        get_folder(staging, Path(config["output"]))
+    delete_folder(staging)
 
 
 @contextlib.contextmanager

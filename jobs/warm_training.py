@@ -31,7 +31,6 @@ import gc
 import hashlib
 import json
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,7 +39,8 @@ from typing import Any
 
 from alma.config import TrainConfig
 from alma.core.errors import StageFailed
-from alma.jobs.training import WARM, gave_up, torch_trainer, watch_steps, worker_bundle
+from alma.core.storage import delete_folder
+from alma.jobs.training import WARM, gave_up, storage_folder, torch_trainer, watch_steps, worker_bundle
 
 log = logging.getLogger("alma.train")
 
@@ -53,7 +53,7 @@ def current_trainers() -> "WarmTrainers | None":
 
 
 @contextlib.contextmanager
-def warm_trainers(storage: Path, enabled: bool = True) -> Iterator["WarmTrainers | None"]:
+def warm_trainers(storage: str | Path, enabled: bool = True) -> Iterator["WarmTrainers | None"]:
     """Within the block, jobs.training.fit trains on warm worker groups; they end with the block."""
     if not enabled:
         yield None
@@ -150,7 +150,7 @@ def _serve_jobs(config: dict[str, Any]) -> None:
 class _Group:
     """One warm worker group: its board, and the TorchTrainer.fit that runs it in a driver thread."""
 
-    def __init__(self, key: str, train: TrainConfig, storage: Path):
+    def __init__(self, key: str, train: TrainConfig, storage: str | Path):
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -159,9 +159,9 @@ class _Group:
         # worker node that is lost (the fault the group exists to survive) must not take it along.
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.board = ray.remote(_Board).options(num_cpus=0, scheduling_strategy=here).remote()
-        self.folder = storage.resolve() / f"warm-{key}"
-        shutil.rmtree(self.folder, ignore_errors=True)
-        self.trainer = torch_trainer(_serve_jobs, {"board": self.board}, self.folder.name, train, storage)
+        self.folder = storage_folder(storage, f"warm-{key}")
+        delete_folder(self.folder)
+        self.trainer = torch_trainer(_serve_jobs, {"board": self.board}, f"warm-{key}", train, storage)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._fit, name=f"alma-warm-{key}", daemon=True)
         self.thread.start()
@@ -185,7 +185,7 @@ class _Group:
             self.thread.join(timeout=60)
         with contextlib.suppress(Exception):
             ray.kill(self.board)
-        shutil.rmtree(self.folder, ignore_errors=True)
+        delete_folder(self.folder)
 
 
 class WarmTrainers:
@@ -193,7 +193,7 @@ class WarmTrainers:
     at a time: a training of another shape ends the group there is (trainings after step 0 run one after
     another, so two idle groups would only hold resources the streams and replicas may need)."""
 
-    def __init__(self, storage: Path):
+    def __init__(self, storage: str | Path):
         self.storage = storage
         self._current: _Group | None = None
         self._lock = threading.Lock()

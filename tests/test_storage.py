@@ -209,3 +209,42 @@ def test_alma_run_on_a_uri_resumes_from_the_uri_alone(tmp_path, alma_cache, tiny
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert again.stdout.count("fetched from file://") == len(committed)
     assert "committed in" not in again.stdout  # nothing rebuilt: every stage came from the URI
+
+
+def test_a_stage_is_named_by_its_uri_and_found_on_any_node(tmp_path, monkeypatch):
+    """On the driver's node a stage URI resolves to the run's working copy; on a node without it (another
+    scratch folder) the stage is fetched once, checked by hash, and reused; a plain path stays a path."""
+    from alma.core.storage import local_stage
+
+    remote, driver_scratch, other_scratch = tmp_path / "bucket", tmp_path / "driver", tmp_path / "other"
+    uri = f"file://{remote}/run"
+    monkeypatch.setenv("ALMA_SCRATCH", str(driver_scratch))
+    working = scratch_dir(uri)
+    folder = RemoteRunFolder(uri, working)
+    stage = _stage(working / "checkpoints", "sft-1")
+    folder.upload_stage(stage)
+    location = folder.uri_of(stage)
+    assert location == f"{uri}/checkpoints/sft-1"
+    assert local_stage(location) == stage, "the driver's node reads its working copy"
+
+    monkeypatch.setenv("ALMA_SCRATCH", str(other_scratch))
+    fetched = local_stage(location)
+    assert fetched.is_relative_to(other_scratch) and (fetched / "sub" / "extra.json").read_bytes() == b"{}"
+    assert json.loads((fetched / MANIFEST).read_text()) == json.loads((stage / MANIFEST).read_text())
+    (remote / "run" / "checkpoints" / "sft-1" / "prompts.parquet").write_bytes(b"changed at the URI")
+    assert local_stage(location) == fetched, "fetched once per node, then reused"
+    assert local_stage(str(stage)) == stage
+
+    monkeypatch.setenv("ALMA_SCRATCH", str(tmp_path / "third"))
+    with pytest.raises(RunStateError, match="does not match the sha256"):
+        local_stage(location)
+    assert not list((tmp_path / "third").rglob(MANIFEST)), "nothing half-fetched looks committed"
+
+
+def test_uri_options_stay_at_the_end(tmp_path):
+    from alma.core.storage import join_uri
+
+    uri = "s3://alma/run?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert join_uri(uri, "checkpoints/sft-1") == "s3://alma/run/checkpoints/sft-1?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert scratch_dir(uri, tmp_path).name.startswith("run-")
+    assert scratch_dir(uri, tmp_path) != scratch_dir("s3://alma/run", tmp_path)
