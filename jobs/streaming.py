@@ -58,12 +58,13 @@ def retry_settings(cfg: AlmaConfig) -> dict[str, Any]:
 def on_driver_node() -> dict[str, Any]:
     """Ray Data's read and write tasks of a stage run where the stage's folder is: the driver's node. On a
     shared volume any node would do; a run folder at a URI has its working copy on the driver's node only
-    (the caller actors and the replicas still spread over the cluster; only their rows come back)."""
+    (the caller actors and the replicas still spread over the cluster; only their rows come back). They
+    ask for no CPU: they move files, and a KubeRay head, where a Ray job's driver runs, offers none."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
-                                                                  soft=False)}
+    return {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(
+        ray.get_runtime_context().get_node_id(), soft=False)}
 
 
 def actor_fault_options(cfg: AlmaConfig) -> dict[str, int]:

@@ -189,7 +189,9 @@ def start_cluster(root: Path, workers: int = 2, head_cpus: int = 1, worker_cpus:
     token = root / "auth_token"
     token.write_text("0" * 32 + "c0ffee00" * 4)
     token.chmod(0o600)
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "HF_HUB_OFFLINE": "1",
+           # for the object store a test may start on the cluster's loopback (start_object_store)
+           "AWS_ACCESS_KEY_ID": "alma-test", "AWS_SECRET_ACCESS_KEY": "alma-test", "AWS_DEFAULT_REGION": "us-east-1"}
     # alma's local Ray sets this to 0, Ray's switch that keeps a node on loopback by refusing other nodes;
     # here nodes must join, and each binds to 127.0.0.1 by --node-ip-address instead.
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
@@ -208,6 +210,42 @@ def start_cluster(root: Path, workers: int = 2, head_cpus: int = 1, worker_cpus:
         cluster.stop()
         raise
     return cluster
+
+
+@dataclass
+class ObjectStore:
+    """An S3-compatible server (moto's) on the cluster's loopback, and the URI of a bucket in it."""
+
+    proc: subprocess.Popen
+    bucket: str  # s3://NAME?endpoint_override=...: how pyarrow (and so alma) reaches it
+
+    def uri(self, path: str) -> str:
+        base, _, options = self.bucket.partition("?")
+        return f"{base}/{path}?{options}"
+
+
+def start_object_store(cluster: Cluster, log: Path, bucket: str = "alma") -> ObjectStore:
+    """moto's S3 server inside the cluster's network namespace, so that only the nodes (and the test, through
+    nsenter) reach it, with one empty bucket."""
+    port = free_port()
+    proc = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", *cluster.netns(), sys.executable, "-m", "moto.server",
+                             "-H", "127.0.0.1", "-p", str(port)], env=cluster.env, stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT)
+    store = ObjectStore(proc, f"s3://{bucket}?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1")
+    try:
+        store_copy(cluster, "make-bucket", store.uri("x"))
+    except BaseException:
+        proc.kill()
+        raise
+    return store
+
+
+def store_copy(cluster: Cluster, *args: str) -> None:
+    """tests/s3_copy.py in the cluster's network namespace: make-bucket URI, put LOCAL URI, get URI LOCAL."""
+    res = subprocess.run([*cluster.netns(), sys.executable, str(Path(__file__).with_name("s3_copy.py")), *args],
+                         env=cluster.env, capture_output=True, text=True, timeout=300)
+    if res.returncode != 0:
+        raise RuntimeError(f"s3_copy {args[0]}: {res.stdout[-2000:]}{res.stderr[-2000:]}")
 
 
 def remove(cluster: Cluster) -> None:

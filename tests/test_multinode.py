@@ -2,14 +2,16 @@
 
 `alma run --preset tiny` is submitted as a Ray job (its driver on the head), with the Serve replicas and
 the Ray Train workers pinned to the two worker nodes, and a two-worker training that cannot fit on one
-node (DDP over gloo across nodes). The run folder is a shared folder standing in for an NFS volume; the
-nodes' caches, temp and scratch folders are private, so anything that is handed between nodes by a path
-outside the run folder fails here.
+node (DDP over gloo across nodes). The run folder is a shared folder standing in for an NFS volume, or,
+in the last test, a bucket of an S3-compatible server with no shared folder at all; the nodes' caches, temp
+and scratch folders are private, so anything that is handed between nodes by a path outside the run folder
+fails here.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -17,8 +19,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from e2e_run import copy_before_round
-from multinode import WORKER, Cluster, namespaces_available, remove, start_cluster
+from e2e_run import copy_before_round, rewind_to_round
+from multinode import WORKER, Cluster, namespaces_available, remove, start_cluster, start_object_store, store_copy
 
 from alma.actors.apps import GENERATOR_APP
 from alma.core.manifest import read_manifest
@@ -193,3 +195,41 @@ def test_losing_a_worker_node_mid_stream_and_mid_training(cluster, shared_run, t
     print(f"round 2 responses: {len(pairs)} rows from {len(info['nodes']['replicas'])} surviving replica node(s), "
           f"{info['retried_rows']} of them retried by the callers")
     assert (layout.checkpoint("round-2") / "model.safetensors").is_file()
+
+
+def test_rounds_on_three_nodes_with_only_an_object_store(cluster, shared_run, tmp_path):
+    """The run folder at an s3:// URI (moto's server on the cluster's loopback) and no shared disk: the shared
+    run up to its pool is put in the bucket, and `alma run --resume URI` runs the distillation and both
+    rounds as a Ray job. The driver's working copy is on the head; the replicas and the two-node trainings
+    on the worker nodes have only the bucket, so every checkpoint they load (sft-1, sft-2, the judge, the
+    base, round-1) they fetch from it, and every model they train comes back through it."""
+    store = start_object_store(cluster, tmp_path / "moto.log")
+    try:
+        before = copy_before_round(shared_run, tmp_path / "before", 1)
+        rewind_to_round(before, 2)
+        for stage in ("judge-distill", "checkpoints/judge-distilled"):
+            shutil.rmtree(before / stage)
+        uri = store.uri("run")
+        store_copy(cluster, "put", str(before), uri)
+        committed = len(list(before.rglob("manifest.json")))
+        res = cluster.submit([sys.executable, "-m", "alma.cli", "run", "--resume", uri])
+        assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
+        out = res.stdout + res.stderr
+        assert out.count("fetched from s3://") == committed, "the driver's working copy came from the bucket"
+        after = tmp_path / "after"
+        store_copy(cluster, "get", uri, str(after))
+    finally:
+        store.proc.kill()
+        store.proc.wait()
+
+    layout, (head, workers) = RunLayout(after), _node_ids(cluster)
+    drawn = _exact_counts(layout, layout.rounds())
+    assert len(layout.rounds()) == 2 and len(drawn) == len(set(drawn)), "both rounds, no prompt drawn twice"
+    for name in ("judge-distilled", "round-1", "round-2"):  # trained on the worker nodes, committed by the driver
+        nodes = read_manifest(layout.checkpoint(name)).info["nodes"]
+        assert len(nodes) == 2 and set(nodes) == workers, (name, nodes)
+        assert (layout.checkpoint(name) / "model.safetensors").is_file()
+    for stage in [layout.distill_labels, *(s for rl in layout.rounds() for s in (rl.responses, rl.scores))]:
+        placed = read_manifest(stage).info["nodes"]
+        assert placed["replicas"] and set(placed["replicas"]) <= workers, (stage, placed)
+    assert not (after / "ray_train").exists(), "no staged output or Ray Train checkpoint is left in the bucket"
