@@ -248,3 +248,29 @@ def test_uri_options_stay_at_the_end(tmp_path):
     assert join_uri(uri, "checkpoints/sft-1") == "s3://alma/run/checkpoints/sft-1?endpoint_override=127.0.0.1:9000&scheme=http"
     assert scratch_dir(uri, tmp_path).name.startswith("run-")
     assert scratch_dir(uri, tmp_path) != scratch_dir("s3://alma/run", tmp_path)
+
+
+def test_a_training_output_staged_at_the_uri_is_fetched_into_the_stage_and_removed(tmp_path):
+    """jobs.training.fetch_output: what rank 0 on another node left in the staging folder at the run's URI
+    ends up in the driver's output folder, and the staging copy goes; with the output already written
+    there (rank 0 on the driver's node) nothing is fetched."""
+    from alma.core.storage import put_folder
+    from alma.jobs.training import METRICS_FILE, fetch_output
+
+    written = tmp_path / "written"
+    (written / "sub").mkdir(parents=True)
+    (written / METRICS_FILE).write_text("{}")
+    (written / "sub" / "model.safetensors").write_bytes(b"weights")
+    staging = f"file://{tmp_path}/bucket/run/ray_train/staging/round-1-1"
+    put_folder(written, staging)
+    output = tmp_path / "stage"
+    output.mkdir()
+    fetch_output({"output": str(output), "staging": staging})
+    assert (output / "sub" / "model.safetensors").read_bytes() == b"weights" and (output / METRICS_FILE).is_file()
+    assert not (tmp_path / "bucket" / "run" / "ray_train" / "staging" / "round-1-1").exists()
+
+    put_folder(written, staging)
+    (output / "sub" / "model.safetensors").write_bytes(b"rank 0 wrote here")
+    fetch_output({"output": str(output), "staging": staging})
+    assert (output / "sub" / "model.safetensors").read_bytes() == b"rank 0 wrote here"
+    fetch_output({"output": str(output)})  # a run folder on a shared volume: no staging at all
