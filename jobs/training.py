@@ -357,7 +357,7 @@ def job_config(loop_config: dict[str, Any], output: Path, train: TrainConfig, st
     if "data" in loop_config:
         config["data"] = ray.put(pq.read_table(loop_config["data"]))
     if is_uri(str(storage)):
-        config["staging"] = storage_folder(storage, f"staging/{name}-{time.time_ns()}")
+        config["staging"] = storage_folder(storage, f"staging-{name}-{time.time_ns()}")
         config["driver_node"] = ray.get_runtime_context().get_node_id()
     return config
 

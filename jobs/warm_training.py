@@ -13,9 +13,11 @@ and waits for the next. Its workers keep their imports; a job loads its own mode
 Faults are Ray Train's, as for a cold training: a worker or node lost mid-job restarts the worker group
 (`max_failures`), and the restarted loop takes the unfinished job again, resuming from its last checkpoint
 (every checkpoint carries the job that wrote it, jobs.training.JOB_FILE, so one job never resumes from
-another's). A job whose loop raises is reported to the driver as that stage's error and the worker group
-waits for the next job; a worker group Ray Train gives up on fails the job in flight, and the next
-training starts a new one.
+another's). On a one-worker group a job whose loop raises is reported to the driver as that stage's error
+and the worker group waits for the next job. On a group of several workers an error is Ray Train's, as for
+a training on its own: a surviving worker sees a lost peer as an error of its own (a collective's
+connection reset), which must restart the group, not fail the job. A worker group Ray Train gives up on
+fails the job in flight, and the next training starts a new one.
 
 The cost: a warm worker group holds its resources (CPUs, a GPU) between trainings, while the pool and the
 rounds' generation and judging run; the driver ends it before it starts a replica or an actor pool that
@@ -129,7 +131,7 @@ def _serve_jobs(config: dict[str, Any]) -> None:
     import ray.train
 
     board = config["board"]
-    rank = ray.train.get_context().get_world_rank()
+    rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
     seq = ray.get(board.first_pending.remote())
     while True:
         job = ray.get(board.take.remote(seq))
@@ -138,8 +140,14 @@ def _serve_jobs(config: dict[str, Any]) -> None:
         error = None
         try:
             job["loop"]({**job["config"], "job": job["id"]})
-        except Exception as e:  # the stage's error, not the worker group's: it waits for the next job
-            error = f"{type(e).__name__}: {e}"
+        except Exception as e:
+            if world > 1:
+                # With several workers the error may be a peer's loss seen from here (a collective's
+                # connection reset when its node went away): Ray Train's to handle, as for a training on its
+                # own. It restarts the group, which takes this job again from its last checkpoint, or gives
+                # up after max_failures, which fails the job.
+                raise
+            error = f"{type(e).__name__}: {e}"  # the stage's error, not the group's: it waits for the next job
             log.exception("job %s failed", job["id"])
         if rank == 0:
             ray.get(board.done.remote(seq, error))

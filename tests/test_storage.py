@@ -261,13 +261,13 @@ def test_a_training_output_staged_at_the_uri_is_fetched_into_the_stage_and_remov
     (written / "sub").mkdir(parents=True)
     (written / METRICS_FILE).write_text("{}")
     (written / "sub" / "model.safetensors").write_bytes(b"weights")
-    staging = f"file://{tmp_path}/bucket/run/ray_train/staging/round-1-1"
+    staging = f"file://{tmp_path}/bucket/run/ray_train/staging-round-1-1"
     put_folder(written, staging)
     output = tmp_path / "stage"
     output.mkdir()
     fetch_output({"output": str(output), "staging": staging})
     assert (output / "sub" / "model.safetensors").read_bytes() == b"weights" and (output / METRICS_FILE).is_file()
-    assert not (tmp_path / "bucket" / "run" / "ray_train" / "staging" / "round-1-1").exists()
+    assert not (tmp_path / "bucket" / "run" / "ray_train" / "staging-round-1-1").exists()
 
     put_folder(written, staging)
     (output / "sub" / "model.safetensors").write_bytes(b"rank 0 wrote here")
