@@ -11,7 +11,6 @@ fails here.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from e2e_run import copy_before_round, rewind_to_round
+from e2e_run import copy_before_round
 from multinode import WORKER, Cluster, namespaces_available, remove, start_cluster, start_object_store, store_copy
 
 from alma.actors.apps import GENERATOR_APP
@@ -197,25 +196,17 @@ def test_losing_a_worker_node_mid_stream_and_mid_training(cluster, shared_run, t
     assert (layout.checkpoint("round-2") / "model.safetensors").is_file()
 
 
-def test_rounds_on_three_nodes_with_only_an_object_store(cluster, shared_run, tmp_path):
-    """The run folder at an s3:// URI (moto's server on the cluster's loopback) and no shared disk: the shared
-    run up to its pool is put in the bucket, and `alma run --resume URI` runs the distillation and both
-    rounds as a Ray job. The driver's working copy is on the head; the replicas and the two-node trainings
-    on the worker nodes have only the bucket, so every checkpoint they load (sft-1, sft-2, the judge, the
-    base, round-1) they fetch from it, and every model they train comes back through it."""
+def test_tiny_run_on_three_nodes_with_only_an_object_store(cluster, tmp_path):
+    """`alma run --preset tiny` as a Ray job with the run folder at an s3:// URI (moto's server on the
+    cluster's loopback) and no shared disk. The driver's working copy is on the head; the replicas, the
+    pool's embedders and the two-node trainings on the worker nodes have only the bucket, so every model
+    they load (the base, sft-1, sft-2, the judge, round-1) they fetch from it, and every model they train
+    comes back through it."""
     store = start_object_store(cluster, tmp_path / "moto.log")
     try:
-        before = copy_before_round(shared_run, tmp_path / "before", 1)
-        rewind_to_round(before, 2)
-        for stage in ("judge-distill", "checkpoints/judge-distilled"):
-            shutil.rmtree(before / stage)
         uri = store.uri("run")
-        store_copy(cluster, "put", str(before), uri)
-        committed = len(list(before.rglob("manifest.json")))
-        res = cluster.submit([sys.executable, "-m", "alma.cli", "run", "--resume", uri])
+        res = cluster.submit([sys.executable, "-m", "alma.cli", "run", "--preset", "tiny", "--out", uri, *PLACED])
         assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
-        out = res.stdout + res.stderr
-        assert out.count("fetched from s3://") == committed, "the driver's working copy came from the bucket"
         after = tmp_path / "after"
         store_copy(cluster, "get", uri, str(after))
     finally:
@@ -225,11 +216,13 @@ def test_rounds_on_three_nodes_with_only_an_object_store(cluster, shared_run, tm
     layout, (head, workers) = RunLayout(after), _node_ids(cluster)
     drawn = _exact_counts(layout, layout.rounds())
     assert len(layout.rounds()) == 2 and len(drawn) == len(set(drawn)), "both rounds, no prompt drawn twice"
-    for name in ("judge-distilled", "round-1", "round-2"):  # trained on the worker nodes, committed by the driver
-        nodes = read_manifest(layout.checkpoint(name)).info["nodes"]
-        assert len(nodes) == 2 and set(nodes) == workers, (name, nodes)
+    for name in ("sft-1", "sft-2", "judge", "judge-distilled", "round-1", "round-2"):
+        nodes = read_manifest(layout.checkpoint(name)).info["nodes"]  # trained on the worker nodes,
+        assert len(nodes) == 2 and set(nodes) == workers, (name, nodes)  # committed by the driver
         assert (layout.checkpoint(name) / "model.safetensors").is_file()
-    for stage in [layout.distill_labels, *(s for rl in layout.rounds() for s in (rl.responses, rl.scores))]:
+    streams = [layout.pool, layout.distill_labels, *(s for rl in layout.rounds() for s in (rl.responses, rl.scores))]
+    for stage in streams:
         placed = read_manifest(stage).info["nodes"]
         assert placed["replicas"] and set(placed["replicas"]) <= workers, (stage, placed)
+    assert read_manifest(layout.pool_embeddings).rows == read_manifest(layout.pool).rows
     assert not (after / "ray_train").exists(), "no staged output or Ray Train checkpoint is left in the bucket"
