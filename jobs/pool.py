@@ -32,7 +32,7 @@ from alma.core.prompts import PromptFilter, few_shot_request, normalize, parse_r
 from alma.jobs.progress import watch_rows
 from alma.jobs.run_context import RunContext
 from alma.core.tables import read_table
-from alma.jobs.streaming import actor_fault_options, data_module, on_driver_node, stream_through
+from alma.jobs.streaming import actor_fault_options, data_module, on_driver_node, read_parquet, stream_through
 
 CLUSTERS_FILE = "clusters.parquet"
 KMEANS_FILE = "kmeans.npz"
@@ -99,7 +99,7 @@ def embed_pool(ctx: RunContext, base: Path, pool_file: Path) -> Path:
 
     def build(w: StageWriter) -> None:
         ray_data = data_module()
-        ds = ray_data.read_parquet(str(pool_file), columns=["prompt_id", "prompt"], ray_remote_args=on_driver_node())
+        ds = read_parquet(ray_data, [pool_file.name], ctx.stage_location(pool_file.parent), ["prompt_id", "prompt"])
         ds = ds.map_batches(
             Embedder,
             fn_constructor_kwargs={"checkpoint": ctx.stage_location(base), "settings": EngineSettings.of(cfg.model),

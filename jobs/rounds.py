@@ -109,7 +109,7 @@ def scores_stage(ctx: RunContext, r: int, responses: Path, judge: Path) -> Path:
     out = ctx.layout.round(r).scores
 
     def build(w: StageWriter) -> None:
-        streamed = stream_through(responses, JudgeCaller, ctx.cfg, w.path)
+        streamed = stream_through(responses, JudgeCaller, ctx.cfg, w.path, location=ctx.stage_location(responses))
         w.rows = streamed.rows
         w.info = {"judge": str(judge), "scoring": ctx.cfg.judge.scoring, **streamed.info()}
 

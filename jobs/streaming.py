@@ -23,6 +23,7 @@ from alma.actors.nodes import CALLER_NODE, NODE_COLUMNS, REPLICA_NODE, count_nod
 from alma.config import AlmaConfig
 from alma.core.batching import order_requests
 from alma.core.errors import RunStateError
+from alma.core.storage import is_uri, open_uri
 from alma.core.tables import ERRORS_FILE, data_files, read_table
 from alma.jobs.progress import watch_rows
 
@@ -55,8 +56,18 @@ def retry_settings(cfg: AlmaConfig) -> dict[str, Any]:
             "timeout_s": s.request_timeout_s}
 
 
+def read_parquet(ray_data, files: list[str], location: str, columns: list[str] | None = None):
+    """A Ray Data dataset of a committed stage's Parquet `files` (relative to the stage folder), read where
+    any node can: by path on a shared volume, from the run's URI when the run folder is at one (Ray Data's
+    read tasks, and the ones it starts to sample the files, go anywhere in the cluster)."""
+    if is_uri(location):
+        filesystem, root = open_uri(location)
+        return ray_data.read_parquet([f"{root}/{f}" for f in files], filesystem=filesystem, columns=columns)
+    return ray_data.read_parquet([str(Path(location) / f) for f in files], columns=columns)
+
+
 def on_driver_node() -> dict[str, Any]:
-    """Ray Data's read and write tasks of a stage run where the stage's folder is: the driver's node. On a
+    """Ray Data's write tasks of a stage run where the stage's temporary folder is: the driver's node. On a
     shared volume any node would do; a run folder at a URI has its working copy on the driver's node only
     (the caller actors and the replicas still spread over the cluster; only their rows come back). They
     ask for no CPU: they move files, and a KubeRay head, where a Ray job's driver runs, offers none."""
@@ -105,8 +116,10 @@ class Streamed:
 
 
 def stream_through(rows: list[dict[str, Any]] | Path, caller: type, cfg: AlmaConfig, out: Path,
-                   caller_kwargs: dict[str, Any] | None = None) -> Streamed:
-    """Map `rows` (a list of dicts, or a stage folder's result files) through `caller` actors into `out`."""
+                   caller_kwargs: dict[str, Any] | None = None, location: str | None = None) -> Streamed:
+    """Map `rows` (a list of dicts, or a committed stage folder's result files, which Ray Data reads from
+    `location`, its RunContext.stage_location, when they are too many for the driver) through `caller`
+    actors into `out`."""
     ray_data = data_module()
     batch_size = cfg.serve.request_batch
     if isinstance(rows, Path):
@@ -119,7 +132,7 @@ def stream_through(rows: list[dict[str, Any]] | Path, caller: type, cfg: AlmaCon
         else:
             expected = sum(_expected(pq.read_table(f, columns=[caller.fan_out] if caller.fan_out else []),
                                      caller.fan_out) for f in files)
-            ds = ray_data.read_parquet([str(f) for f in files], ray_remote_args=on_driver_node())
+            ds = read_parquet(ray_data, [f.relative_to(rows).as_posix() for f in files], location or str(rows))
     else:
         if caller.batch_group:
             rows, batch_size = order_requests(rows, caller.batch_group, caller.batch_unit, batch_size)

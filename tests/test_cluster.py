@@ -61,7 +61,7 @@ def test_judge_returns_expected_score_and_distribution(cluster):
         assert math.isfinite(r["score"]) and r["score"] == pytest.approx(expected_score(r["distribution"]))
 
 
-def test_data_streams_through_deployments_with_exact_counts(cluster):
+def test_data_streams_through_deployments_with_exact_counts(cluster, monkeypatch):
     from alma.actors.callers import GenerateCaller, JudgeCaller
     from alma.core.tables import read_table
     from alma.jobs.streaming import stream_through
@@ -83,6 +83,12 @@ def test_data_streams_through_deployments_with_exact_counts(cluster):
     scores = read_table(scored)
     assert {"score", "distribution"} <= set(scores.column_names)
     assert all(0 <= s <= 10 for s in scores["score"].to_pylist())
+    # Past jobs.streaming.INLINE_ROWS, Ray Data's read tasks read the stage's files, here by their URI (a run
+    # folder at one), as tasks on any node of a cluster must.
+    monkeypatch.setattr("alma.jobs.streaming.INLINE_ROWS", 0)
+    read_back = cluster["run"] / "scores-read"
+    assert stream_through(out, JudgeCaller, cfg, read_back, location=f"file://{out}").rows == 15
+    assert sorted(read_table(read_back)["score"].to_pylist()) == pytest.approx(sorted(scores["score"].to_pylist()), abs=1e-4)
 
 
 def test_concurrent_calls_per_actor_give_the_same_rows(cluster):
