@@ -225,4 +225,5 @@ def test_tiny_run_on_three_nodes_with_only_an_object_store(cluster, tmp_path):
         placed = read_manifest(stage).info["nodes"]
         assert placed["replicas"] and set(placed["replicas"]) <= workers, (stage, placed)
     assert read_manifest(layout.pool_embeddings).rows == read_manifest(layout.pool).rows
-    assert not (after / "ray_train").exists(), "no staged output or Ray Train checkpoint is left in the bucket"
+    left = [p for p in (after / "ray_train").rglob("*") if p.is_file()]
+    assert not left, f"staged output or Ray Train checkpoints left in the bucket: {left}"
