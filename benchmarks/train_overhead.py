@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_model_argument(parser)
     parser.add_argument("--steps", default="4,16", help="S1,S2: the two training lengths compared")
+    parser.add_argument("--out", metavar="FILE", help="also write the start-ups as JSON (`alma plan --throughputs`)")
     args = parser.parse_args(argv)
 
     import pyarrow.parquet as pq
@@ -138,6 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{runs['ray', s1]['wall'] - runs['ray', s1]['runtime']:.1f}s vs "
         f"{runs['local', s1]['wall'] - runs['local', s1]['runtime']:.1f}s; a warm worker group's second "
         f"training {outside('warm', s2):.1f}s outside its steps")
+    if args.out:
+        Path(args.out).write_text(json.dumps({
+            "benchmark": "train_overhead", "model": args.model, "steps": [s1, s2],
+            # what alma plan reads: a training's seconds outside its steps, on its own worker group (the
+            # longer of the two) and as the second job of a warm one
+            "training_startup_s": round(max(outside("ray", s1), outside("ray", s2)), 2),
+            "warm_training_startup_s": round(outside("warm", s2), 2),
+            "runs": {f"{side}-{steps}": runs[side, steps] for side, steps in runs}}, indent=2))
     return 0
 
 

@@ -553,6 +553,8 @@ class Measured:
     decode_tokens_per_s: float | None = None
     judgments_per_s: float | None = None
     train_tokens_per_s: float | None = None
+    training_startup_s: float | None = None  # a training on a worker group of its own, outside its steps
+    warm_training_startup_s: float | None = None  # a warm worker group's second training, outside its steps
 
 
 def _key(data: Mapping[str, Any], path: str, name: str) -> Any:
@@ -562,6 +564,12 @@ def _key(data: Mapping[str, Any], path: str, name: str) -> Any:
             raise ConfigError(f"{name}: missing key '{path}'")
         node = node[part]
     return node
+
+
+def _seconds(value: Any, name: str, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name}: '{path}' is not a number of seconds >= 0: {value!r}")
+    return float(value)
 
 
 def _rate(values: Any, name: str, path: str) -> float:
@@ -582,11 +590,17 @@ def _cores(value: Any) -> int | None:
 def read_benchmark(data: Any, name: str, model: str | None = None) -> Measured:
     """What `alma plan` takes from a benchmark's JSON (`--out FILE`): vllm_vs_transformers.py (generation
     tokens/s, judgments/s: vLLM's where it ran, else transformers'), judge_throughput.py (in-process
-    judgments/s), base_model_cost.py (generation tokens/s at the largest batch, vLLM's where it ran, and
+    judgments/s), train_overhead.py (a training's start-up on its own worker group and a warm one's),
+    base_model_cost.py (generation tokens/s at the largest batch, vLLM's where it ran, and
     training tokens/s of the last SFT step; with several models, the one named `model`)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{name}: not a benchmark's JSON object (expected keys 'runs', 'in_process_per_s' or "
                           "'results')")
+    if data.get("benchmark") == "train_overhead":  # train_overhead.py: the start-ups, seconds
+        return Measured(name, str(_key(data, "model", name)), None, None,
+                        training_startup_s=_seconds(_key(data, "training_startup_s", name), name, "training_startup_s"),
+                        warm_training_startup_s=_seconds(_key(data, "warm_training_startup_s", name), name,
+                                                         "warm_training_startup_s"))
     if "runs" in data:
         args = _key(data, "args", name)
         runs = _key(data, "runs", name)
@@ -651,6 +665,9 @@ def apply_measured(rates: Rates, measured: Measured, measured_params: float, clu
         changes["prefill_tokens_per_s"] = measured.judgments_per_s * judgment_tokens * scale
     if measured.train_tokens_per_s:
         changes["train_tokens_per_s"] = measured.train_tokens_per_s * scale
+    for key in ("training_startup_s", "warm_training_startup_s"):  # fixed costs: not scaled
+        if getattr(measured, key) is not None:
+            changes[key] = getattr(measured, key)
     got = ", ".join(k.removesuffix("_tokens_per_s") for k in changes)
     return dataclasses.replace(rates, **changes, source=f"{rates.source}; {got} from {measured.source}")
 

@@ -248,6 +248,8 @@ BENCHMARKS = {
     "base_model_cost.json": {"results": {"builtin:smollm2-135m": {
         "float32": {"tok_s_b4": 1.0, "tok_s_b16": 2.1}, "vllm": {"error": "refused"},
         "train": {"step1_s": 300.0, "step2_s": 200.0, "tokens_per_step": 1000.0}}}},
+    "train_overhead.json": {"benchmark": "train_overhead", "model": "builtin:tiny", "steps": [4, 16],
+                            "training_startup_s": 26.5, "warm_training_startup_s": 0.6, "runs": {}},
 }
 
 
@@ -265,6 +267,11 @@ def test_benchmark_outputs_are_read():
     assert rates.prefill_tokens_per_s == pytest.approx(0.8 * 100.0 * 2)
     with pytest.raises(ConfigError, match="v.json: measured on CPU; plan it with --cpu-nodes"):
         apply_measured(gpu_rates(GPUS["h100"], 1e8), vllm, 1e8, "gpu", 2)
+    # Start-ups are fixed costs: taken as measured, whatever the model's size or the node's cores.
+    overhead = read_benchmark(BENCHMARKS["train_overhead.json"], "t.json")
+    rates = apply_measured(cpu_rates(8).at(2e9), overhead, 3e6, "cpu", 8)
+    assert (rates.training_startup_s, rates.warm_training_startup_s) == (26.5, 0.6)
+    assert rates.train_tokens_per_s == cpu_rates(8).at(2e9).train_tokens_per_s
 
 
 @pytest.mark.parametrize("data, message", [
@@ -273,6 +280,8 @@ def test_benchmark_outputs_are_read():
     ({"model": "m", "in_process_per_s": []}, "b.json: key 'in_process_per_s' holds no rate"),
     ({"results": {"a": {"train": {}}, "b": {"train": {}}}}, "b.json: holds a, b; plan one of them with --model"),
     ([1, 2], "b.json: not a benchmark's JSON object"),
+    ({"benchmark": "train_overhead", "model": "m", "training_startup_s": -1, "warm_training_startup_s": 0},
+     "b.json: 'training_startup_s' is not a number of seconds >= 0"),
 ])
 def test_unknown_benchmark_files_name_the_file_and_the_key(data, message):
     with pytest.raises(ConfigError) as err:
