@@ -57,8 +57,9 @@ def synthesize_pool(ctx: RunContext, base: Path, seed_prompts: list[str]) -> Pat
     def build(w: StageWriter) -> None:
         rng = random.Random(ctx.cfg.seed)
         shots = [sample_few_shot(seed_prompts, cfg.few_shot, rng) for _ in range(cfg.attempts)]
+        base_location = ctx.stage_location(base)
         requests = [{"prompt_id": f"attempt-{i}", "prompt": few_shot_request(s), "mode": "text",
-                     "checkpoint": "base", "checkpoint_path": ctx.stage_location(base), "n": 1, "seed": f"pool-{ctx.cfg.seed}-{i}"}
+                     "checkpoint": "base", "checkpoint_path": base_location, "n": 1, "seed": f"pool-{ctx.cfg.seed}-{i}"}
                     for i, s in enumerate(shots)]
         streamed = stream_through(requests, GenerateCaller, ctx.cfg, w.path / ctx.layout.pool_raw.name,
                                   {"sampling": cfg.sampling.model_dump()})

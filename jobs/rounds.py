@@ -92,8 +92,9 @@ def responses_stage(ctx: RunContext, r: int, draw_file: Path, checkpoints: dict[
     def build(w: StageWriter) -> None:
         split = split_n(ctx.cfg.round.responses_per_prompt, effective_mix(ctx.cfg.round.checkpoint_mix, r, LATEST))
         draw = pq.read_table(draw_file).to_pylist()
+        locations = {name: ctx.stage_location(path) for name, path in checkpoints.items()}
         requests = [{"prompt_id": d["prompt_id"], "prompt": d["prompt"], "mode": "chat", "checkpoint": name,
-                     "checkpoint_path": ctx.stage_location(checkpoints[name]), "n": n, "seed": f"{ctx.cfg.seed}-{r}-{d['prompt_id']}-{name}"}
+                     "checkpoint_path": locations[name], "n": n, "seed": f"{ctx.cfg.seed}-{r}-{d['prompt_id']}-{name}"}
                     for d in draw for name, n in split.items()]
         streamed = stream_through(requests, GenerateCaller, ctx.cfg, w.path,
                                   {"sampling": ctx.cfg.round.sampling.model_dump()})

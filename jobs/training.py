@@ -204,6 +204,7 @@ def run_trainer(trainer: Any, cfg: TrainConfig, tokenizer: Any, config: dict[str
             steps_file(output).unlink(missing_ok=True)
             put_folder(output, staging)
             shutil.rmtree(output, ignore_errors=True)
+    ray.train.report(metrics)
 
 
 def _output_folder(config: dict[str, Any]) -> tuple[Path, str | None]:
@@ -215,7 +216,6 @@ def _output_folder(config: dict[str, Any]) -> tuple[Path, str | None]:
     if staging is None or ray.get_runtime_context().get_node_id() == config.get("driver_node"):
         return Path(config["output"]), None
     return Path(tempfile.mkdtemp(prefix="alma-output-")), staging
-    ray.train.report(metrics)
 
 
 def _worker_nodes() -> list[str]:

@@ -1,14 +1,14 @@
-"""Warm training: one Ray Train worker group kept for the trainings that follow step 0, each of them a job
-it runs in turn, so that only the first pays Ray Train's start-up.
+"""Warm training: one Ray Train worker group kept for the trainings that run one after another, each of
+them a job it runs in turn, so that only the first pays Ray Train's start-up.
 
 A training started on its own (`TorchTrainer.fit`) spends most of its wall time before its first step on
 a small model: the controller and worker processes start, and each worker imports torch, transformers,
 datasets and TRL (20 s of a 2-core machine at load, measured), then loads the model; after the last step
 the worker group is torn down. A run trains step 0's models where the cluster has no room for them at
 once, then the distilled judge and one model per round, one after another, mostly with one worker shape.
-So the driver keeps, per shape (workers, each worker's resource bundle, failure budget), one `TorchTrainer` whose train function is a loop over a job board
-(a Ray actor): it takes the next job (the same loop function and config a cold `fit` would run), runs it,
-and waits for the next. Its workers keep their imports; a job loads its own model and data, as before.
+So the driver keeps, per shape (workers, each worker's resource bundle, failure budget), one
+`TorchTrainer` whose train function is a loop over a job board (a Ray actor): it takes the next job (the
+same loop function and config a cold `fit` would run), runs it, and waits for the next. Its workers keep their imports; a job loads its own model and data, as before.
 
 Faults are Ray Train's, as for a cold training: a worker or node lost mid-job restarts the worker group
 (`max_failures`), and the restarted loop takes the unfinished job again, resuming from its last checkpoint

@@ -245,7 +245,8 @@ def test_uri_options_stay_at_the_end(tmp_path):
     from alma.core.storage import join_uri
 
     uri = "s3://alma/run?endpoint_override=127.0.0.1:9000&scheme=http"
-    assert join_uri(uri, "checkpoints/sft-1") == "s3://alma/run/checkpoints/sft-1?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert join_uri(uri, "checkpoints/sft-1") == \
+        "s3://alma/run/checkpoints/sft-1?endpoint_override=127.0.0.1:9000&scheme=http"
     assert scratch_dir(uri, tmp_path).name.startswith("run-")
     assert scratch_dir(uri, tmp_path) != scratch_dir("s3://alma/run", tmp_path)
 
