@@ -107,12 +107,9 @@ def fetch_stage(filesystem: Any, remote: str, dest: Path, uri: str) -> Manifest 
     hash, so `dest` never holds a half-fetched stage that looks committed. Where another process put the
     same stage there first (replicas of one node starting together), its copy is kept.
     """
-    from pyarrow import fs as pafs
-
-    if filesystem.get_file_info(f"{remote}/{MANIFEST}").type != pafs.FileType.File:
+    manifest = _read_manifest(filesystem, remote)
+    if manifest is None:
         return None
-    with filesystem.open_input_stream(f"{remote}/{MANIFEST}") as f:
-        manifest = Manifest(**json.loads(f.read().decode("utf-8")))
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".download-{dest.name}-{os.getpid()}-{threading.get_ident()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -142,6 +139,23 @@ def _same_manifest(a: Path, b: Path) -> bool:
         return (a / MANIFEST).read_bytes() == (b / MANIFEST).read_bytes()
     except OSError:
         return False
+
+
+def _read_manifest(filesystem: Any, remote: str) -> Manifest | None:
+    """The manifest of the stage folder `remote`, None while the stage is not committed there."""
+    from pyarrow import fs as pafs
+
+    if filesystem.get_file_info(f"{remote}/{MANIFEST}").type != pafs.FileType.File:
+        return None
+    with filesystem.open_input_stream(f"{remote}/{MANIFEST}") as f:
+        return Manifest(**json.loads(f.read().decode("utf-8")))
+
+
+def _put(filesystem: Any, path: Path, remote: str) -> None:
+    filesystem.create_dir(remote.rsplit("/", 1)[0], recursive=True)  # a no-op on object stores
+    with open(path, "rb") as src, filesystem.open_output_stream(remote) as dst:
+        for block in iter(lambda: src.read(_CHUNK), b""):
+            dst.write(block)
 
 
 def _get(filesystem: Any, remote: str, path: Path) -> None:
@@ -177,10 +191,7 @@ class RemoteRunFolder:
         return self.fs.get_file_info(remote).type == pafs.FileType.File
 
     def _put(self, path: Path, remote: str) -> None:
-        self.fs.create_dir(remote.rsplit("/", 1)[0], recursive=True)  # a no-op on object stores
-        with open(path, "rb") as src, self.fs.open_output_stream(remote) as dst:
-            for block in iter(lambda: src.read(_CHUNK), b""):
-                dst.write(block)
+        _put(self.fs, path, remote)
 
     def _get(self, remote: str, path: Path) -> None:
         _get(self.fs, remote, path)
@@ -209,11 +220,7 @@ class RemoteRunFolder:
 
     def read_manifest(self, stage_dir: Path) -> Manifest | None:
         """The stage's manifest at the URI, None while the stage is not committed there."""
-        remote = f"{self._remote(stage_dir)}/{MANIFEST}"
-        if not self._exists(remote):
-            return None
-        with self.fs.open_input_stream(remote) as f:
-            return Manifest(**json.loads(f.read().decode("utf-8")))
+        return _read_manifest(self.fs, self._remote(stage_dir))
 
     def upload_stage(self, stage_dir: Path) -> None:
         """Publish a locally committed stage: clear what a cut-short upload left, files, then the manifest."""
@@ -237,11 +244,7 @@ def put_folder(local: Path, uri: str) -> None:
     folder, on its way to the driver)."""
     filesystem, remote = open_uri(uri)
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
-        target = f"{remote}/{path.relative_to(local).as_posix()}"
-        filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)  # a no-op on object stores
-        with open(path, "rb") as src, filesystem.open_output_stream(target) as dst:
-            for block in iter(lambda: src.read(_CHUNK), b""):
-                dst.write(block)
+        _put(filesystem, path, f"{remote}/{path.relative_to(local).as_posix()}")
 
 
 def get_folder(uri: str, local: Path) -> int:
