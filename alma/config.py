@@ -290,6 +290,9 @@ class ServeConfig(_Strict):
     downscale_delay_s: float = Field(
         600.0, ge=0, description="How long the load must stay below the target before Serve removes a replica "
         "(Serve's default; lower it on a cluster where idle replicas hold scarce GPUs).")
+    look_back_period_s: float = Field(
+        30.0, gt=0, description="Seconds of in-flight request counts Serve averages before it decides to scale "
+        "(Serve's default); a shorter window follows a burst or its end sooner, a longer one ignores spikes.")
     num_cpus: float = Field(0.5, ge=0, description="CPUs per replica (fractions let several fit on 2 cores).")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica.")
     resources: dict[str, float] = Field(

@@ -22,6 +22,7 @@ def deployment_options(cfg: AlmaConfig) -> dict[str, Any]:
             "target_ongoing_requests": s.target_ongoing_requests,
             "upscale_delay_s": s.upscale_delay_s,
             "downscale_delay_s": s.downscale_delay_s,
+            "look_back_period_s": s.look_back_period_s,
         },
         "ray_actor_options": {"num_cpus": s.num_cpus, "num_gpus": s.num_gpus, "resources": dict(s.resources)},
     }

@@ -24,7 +24,8 @@ from alma.cluster.serve_apps import deploy_generator, start_serve
 from alma.config import load_config
 
 SETTINGS = ["serve.min_replicas=1", "serve.max_replicas=2", "serve.target_ongoing_requests=1",
-            "serve.upscale_delay_s=2", "serve.downscale_delay_s=5", "serve.resources={alma_worker: 1}"]
+            "serve.upscale_delay_s=2", "serve.downscale_delay_s=5",
+            "serve.look_back_period_s=5", "serve.resources={alma_worker: 1}"]
 CALLERS = 6
 LIMIT_S = 240
 

@@ -2,10 +2,12 @@
 
 `alma run --preset tiny` is submitted as a Ray job (its driver on the head), with the Serve replicas and
 the Ray Train workers pinned to the two worker nodes, and a two-worker training that cannot fit on one
-node (DDP over gloo across nodes). The run folder is a shared folder standing in for an NFS volume, or,
-in the last test, a bucket of an S3-compatible server with no shared folder at all; the nodes' caches, temp
-and scratch folders are private, so anything that is handed between nodes by a path outside the run folder
-fails here.
+node (DDP over gloo across nodes). The whole recipe runs once, shared by the module's tests, with its run
+folder in a bucket of an S3-compatible server and no shared folder at all (the stricter flavour: every
+model a remote process loads is fetched from the bucket). The shared-folder flavour (a folder every node
+sees, standing in for an NFS volume) is the node-loss test's: it resumes a local copy of that run at round
+2. The nodes' caches, temp and scratch folders are private, so anything that is handed between nodes by a
+path outside the run folder fails here.
 """
 
 from __future__ import annotations
@@ -60,15 +62,23 @@ def _node_ids(cluster: Cluster) -> tuple[str, set[str]]:
 
 
 @pytest.fixture(scope="module")
-def shared_run(cluster, tmp_path_factory):
-    """`alma run --preset tiny` as a Ray job on the cluster, the run folder on a shared folder."""
-    run = tmp_path_factory.mktemp("shared") / "run"
-    res = cluster.submit([sys.executable, "-m", "alma.cli", "run", "--preset", "tiny", "--out", str(run),
-                          *PLACED])
-    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
-    assert "succeeded" in (res.stdout + res.stderr).lower()
-    assert "joined Ray cluster" in (run / "logs" / "driver.log").read_text(), "the driver joined the job's cluster"
-    return run
+def store_run(cluster, tmp_path_factory):
+    """`alma run --preset tiny` as a Ray job with the run folder at an s3:// URI (moto's server on the
+    cluster's loopback) and no shared disk; returns a local copy of the finished run, taken from the bucket
+    (a folder every node sees, for the tests that start from it)."""
+    root = tmp_path_factory.mktemp("store")
+    store = start_object_store(cluster, root / "moto.log")
+    try:
+        uri = store.uri("run")
+        res = cluster.submit([sys.executable, "-m", "alma.cli", "run", "--preset", "tiny", "--out", uri, *PLACED])
+        assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
+        assert "succeeded" in (res.stdout + res.stderr).lower()
+        store_copy(cluster, "get", uri, str(root / "run"))
+    finally:
+        store.proc.kill()
+        store.proc.wait()
+    assert "joined Ray cluster" in (root / "run" / "logs" / "driver.log").read_text(), "the driver joined the cluster"
+    return root / "run"
 
 
 def _exact_counts(layout: RunLayout, rounds) -> list[str]:
@@ -86,16 +96,20 @@ def _exact_counts(layout: RunLayout, rounds) -> list[str]:
     return drawn
 
 
-def test_tiny_run_on_three_nodes_with_a_shared_folder(cluster, shared_run):
-    layout, (head, workers) = RunLayout(shared_run), _node_ids(cluster)
+def test_tiny_run_on_three_nodes_with_only_an_object_store(cluster, store_run):
+    """The driver's working copy is on the head; the replicas, the pool's embedders and the two-node
+    trainings on the worker nodes have only the bucket, so every model they load (the base, sft-1, sft-2,
+    the judge, round-1) they fetch from it, and every model they train comes back through it."""
+    layout, (head, workers) = RunLayout(store_run), _node_ids(cluster)
     assert len(workers) == 2
     drawn = _exact_counts(layout, layout.rounds())
-    assert len(drawn) == len(set(drawn)) > 0, "a prompt was drawn twice"
+    assert len(layout.rounds()) == 2 and len(drawn) == len(set(drawn)) > 0, "both rounds, no prompt drawn twice"
 
     # Where the work went, as the run folder records it.
-    for name in ("sft-1", "sft-2", "judge", "round-1", "round-2"):
-        nodes = read_manifest(layout.checkpoint(name)).info["nodes"]
-        assert len(nodes) == 2 and set(nodes) == workers, (name, nodes)  # one worker on each worker node
+    for name in ("sft-1", "sft-2", "judge", "judge-distilled", "round-1", "round-2"):
+        nodes = read_manifest(layout.checkpoint(name)).info["nodes"]  # trained on the worker nodes,
+        assert len(nodes) == 2 and set(nodes) == workers, (name, nodes)  # one worker on each, committed by the
+        assert (layout.checkpoint(name) / "model.safetensors").is_file()  # driver
     # Step 0's trainings do not fit at once here (two 2-CPU workers each, 3 CPUs a node): after the first,
     # they are jobs of the warm worker group, whose workers hold their imports already.
     for name in ("sft-2", "judge"):
@@ -105,20 +119,23 @@ def test_tiny_run_on_three_nodes_with_a_shared_folder(cluster, shared_run):
     streams = [layout.pool, layout.distill_labels, *(s for rl in layout.rounds() for s in (rl.responses, rl.scores))]
     for stage in streams:
         placed = read_manifest(stage).info["nodes"]
-        assert set(placed["replicas"]) <= workers, (stage, placed)
+        assert placed["replicas"] and set(placed["replicas"]) <= workers, (stage, placed)
         rows = read_table(layout.pool_raw if stage == layout.pool else stage).num_rows
         assert sum(placed["replicas"].values()) == rows, (stage, placed, rows)
         callers |= set(placed["callers"])
     # A round's 4 prompts are one call, so one caller; the pool's calls spread over two or more nodes.
     assert len(callers) >= 2, "Ray Data's caller actors ran on one node only"
+    assert read_manifest(layout.pool_embeddings).rows == read_manifest(layout.pool).rows
+    left = [p for p in (store_run / "ray_train").rglob("*") if p.is_file()]
+    assert not left, f"staged output or Ray Train checkpoints left in the bucket: {left}"
 
 
-def test_the_generator_scales_out_across_nodes_and_back(cluster, shared_run):
+def test_the_generator_scales_out_across_nodes_and_back(cluster, store_run):
     """Sustained load on the generator deployment (1..2 replicas, tests/autoscale_job.py, run as a Ray job):
     Serve adds a replica on the other worker node, then, once idle, removes it."""
     _, workers = _node_ids(cluster)
     res = cluster.submit([sys.executable, str(Path(__file__).with_name("autoscale_job.py")),
-                          str(RunLayout(shared_run).base)], timeout=600)
+                          str(RunLayout(store_run).base)], timeout=600)
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
     [line] = [json.loads(s) for s in res.stdout.splitlines() if s.startswith('{"scaled_up_s"')]
     assert len(line["replica_nodes"]) == 2 and set(line["replica_nodes"]) == workers, line
@@ -141,13 +158,14 @@ def _wait_for_line(log: Path, text: str, job: subprocess.Popen, job_log: Path, a
     raise TimeoutError(f"no {text!r} in {log} after {timeout} s")
 
 
-def test_losing_a_worker_node_mid_stream_and_mid_training(cluster, shared_run, tmp_path):
-    """Round 2 of a copy of the shared run, resumed as a Ray job. While its responses stream, the node
+def test_losing_a_worker_node_mid_stream_and_mid_training(cluster, store_run, tmp_path):
+    """Round 2 of a local copy of the shared run, resumed as a Ray job with the run folder on a folder
+    every node sees (the shared-folder flavour, as on an NFS volume). While its responses stream, the node
     holding the generator replica is lost (every process of it killed) and a replacement node joins, as a
     KubeRay worker group would start one; later, while round 2 trains on two nodes, one of them is lost
     too. The stream completes on the remaining nodes with exact counts and no duplicates, and Ray Train
     restarts the worker group and the run completes."""
-    run = copy_before_round(shared_run, tmp_path / "run", 2)
+    run = copy_before_round(store_run, tmp_path / "run", 2)
     layout, job_log, driver_log = RunLayout(run), tmp_path / "job.log", run / "logs" / "driver.log"
     before = len(driver_log.read_text()) if driver_log.is_file() else 0  # the copied run's own lines
     job = cluster.submit_async([sys.executable, "-m", "alma.cli", "run", "--resume", str(run)], job_log)
@@ -194,36 +212,3 @@ def test_losing_a_worker_node_mid_stream_and_mid_training(cluster, shared_run, t
     print(f"round 2 responses: {len(pairs)} rows from {len(info['nodes']['replicas'])} surviving replica node(s), "
           f"{info['retried_rows']} of them retried by the callers")
     assert (layout.checkpoint("round-2") / "model.safetensors").is_file()
-
-
-def test_tiny_run_on_three_nodes_with_only_an_object_store(cluster, tmp_path):
-    """`alma run --preset tiny` as a Ray job with the run folder at an s3:// URI (moto's server on the
-    cluster's loopback) and no shared disk. The driver's working copy is on the head; the replicas, the
-    pool's embedders and the two-node trainings on the worker nodes have only the bucket, so every model
-    they load (the base, sft-1, sft-2, the judge, round-1) they fetch from it, and every model they train
-    comes back through it."""
-    store = start_object_store(cluster, tmp_path / "moto.log")
-    try:
-        uri = store.uri("run")
-        res = cluster.submit([sys.executable, "-m", "alma.cli", "run", "--preset", "tiny", "--out", uri, *PLACED])
-        assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
-        after = tmp_path / "after"
-        store_copy(cluster, "get", uri, str(after))
-    finally:
-        store.proc.kill()
-        store.proc.wait()
-
-    layout, (head, workers) = RunLayout(after), _node_ids(cluster)
-    drawn = _exact_counts(layout, layout.rounds())
-    assert len(layout.rounds()) == 2 and len(drawn) == len(set(drawn)), "both rounds, no prompt drawn twice"
-    for name in ("sft-1", "sft-2", "judge", "judge-distilled", "round-1", "round-2"):
-        nodes = read_manifest(layout.checkpoint(name)).info["nodes"]  # trained on the worker nodes,
-        assert len(nodes) == 2 and set(nodes) == workers, (name, nodes)  # committed by the driver
-        assert (layout.checkpoint(name) / "model.safetensors").is_file()
-    streams = [layout.pool, layout.distill_labels, *(s for rl in layout.rounds() for s in (rl.responses, rl.scores))]
-    for stage in streams:
-        placed = read_manifest(stage).info["nodes"]
-        assert placed["replicas"] and set(placed["replicas"]) <= workers, (stage, placed)
-    assert read_manifest(layout.pool_embeddings).rows == read_manifest(layout.pool).rows
-    left = [p for p in (after / "ray_train").rglob("*") if p.is_file()]
-    assert not left, f"staged output or Ray Train checkpoints left in the bucket: {left}"
