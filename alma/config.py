@@ -371,6 +371,11 @@ class ClusterConfig(_Strict):
         3, ge=1, description="At most this many of step 0's independent trainings (sft-1, sft-2, judge) at once, "
         "when the nodes' free resources hold all their workers (train.cpus_per_worker, .resources, .num_workers); "
         "the others wait for the next wave. 1: one after another. Results do not depend on it.")
+    overlap_pool: bool = Field(
+        True, description="Write, embed and cluster the prompt pool while step 0 trains, when the nodes' free "
+        "resources hold the generator's replica and the pool's actors beside every wave of step 0's workers "
+        "without delaying one (it needs only the base model). false: the pool starts once step 0 is done, as "
+        "on a machine whose cores the trainings already fill. Results do not depend on it.")
     warm_training: bool = Field(
         True, description="Keep one Ray Train worker group (per worker shape) for every training that does not "
         "run beside another (step 0's when they run one after another, the distilled judge, every round's "

@@ -27,16 +27,7 @@ def _fits(bundle: Bundle, node: Mapping[str, float]) -> bool:
 def place(bundles: Sequence[Bundle], nodes: Sequence[Mapping[str, float]]) -> bool:
     """Whether every bundle fits on some node at once (first fit, largest bundles first; a heuristic that
     can say no to a packing that exists, never yes to one that does not)."""
-    free = [dict(node) for node in nodes]
-    for bundle in sorted(bundles, key=lambda b: (-b.get("GPU", 0.0), -b.get("CPU", 0.0), -sum(b.values()))):
-        for node in free:
-            if _fits(bundle, node):
-                for name, amount in bundle.items():
-                    node[name] = node.get(name, 0.0) - amount
-                break
-        else:
-            return False
-    return True
+    return reserve(bundles, nodes) is not None
 
 
 def waves(trainings: Sequence[Sequence[Bundle]], nodes: Sequence[Mapping[str, float]],
@@ -59,3 +50,35 @@ def waves(trainings: Sequence[Sequence[Bundle]], nodes: Sequence[Mapping[str, fl
     if current:
         out.append(current)
     return out
+
+
+def reserve(bundles: Sequence[Bundle], nodes: Sequence[Mapping[str, float]]) -> list[dict[str, float]] | None:
+    """The nodes' free resources left once `bundles` are placed (first fit, as `place`), or None when they do
+    not fit: what other work (step 0's trainings) can still plan on while those bundles are held."""
+    free = [dict(node) for node in nodes]
+    for bundle in sorted(bundles, key=lambda b: (-b.get("GPU", 0.0), -b.get("CPU", 0.0), -sum(b.values()))):
+        for node in free:
+            if _fits(bundle, node):
+                for name, amount in bundle.items():
+                    node[name] = node.get(name, 0.0) - amount
+                break
+        else:
+            return None
+    return free
+
+
+def waves_beside(trainings: Sequence[Sequence[Bundle]], beside: Sequence[Bundle],
+                 nodes: Sequence[Mapping[str, float]], at_most: int) -> list[list[int]] | None:
+    """The trainings' waves planned on what is left once `beside` (the bundles of other work, such as the
+    prompt pool's replica and actors) is held for the whole time they train, or None if holding it would
+    cost anything: `beside` does not fit, a wave would have to wait for its room, or the trainings would need
+    more waves than without it. Independent work then overlaps step 0 only where it delays no training."""
+    left = reserve(beside, nodes)
+    if left is None:
+        return None
+    planned = waves(trainings, left, at_most)
+    if len(planned) != len(waves(trainings, nodes, at_most)):
+        return None
+    if not all(place([b for i in wave for b in trainings[i]], left) for wave in planned):
+        return None
+    return planned

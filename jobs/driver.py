@@ -61,7 +61,8 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
     from alma.cluster.serve_apps import delete_apps, deploy_generator, deploy_judge, replica_bundle, start_serve
     from alma.jobs.distill import self_distill
     from alma.jobs.initial_models import base_stage, initial_models
-    from alma.jobs.pool import build_pool
+    from alma.jobs.beside import Beside
+    from alma.jobs.pool import build_pool, pool_bundles
     from alma.jobs.rounds import draw_and_sample, judge_and_train
     from alma.jobs.warm_training import warm_trainers
     from alma.checkpoints import resolve_model
@@ -94,13 +95,23 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
         # (jobs/warm_training.py), which makes room for the replicas and actor pools that would not fit
         # beside it.
         with warm_trainers(ctx.train_storage, cfg.cluster.warm_training) as warm:
-            sft_paths, judge_path = initial_models(ctx, base, seed_sft, seed_judge, rubric)
-            if warm is not None:
-                warm.make_room(replica_bundle(cfg))
-            deploy_generator(cfg)
-            if warm is not None:  # the pool's embedding actors
-                warm.make_room(*[replica_bundle(cfg)] * cfg.pool.embed_actors)
-            pool_file = build_pool(ctx, base, [e.user_prompt for e in seed_sft])
+            seed_prompts = [e.user_prompt for e in seed_sft]
+
+            def pool_beside() -> Path:  # room for it was planned beside step 0's workers
+                deploy_generator(cfg)
+                return build_pool(ctx, base, seed_prompts)
+
+            pool = Beside("prompt pool", pool_bundles(cfg), pool_beside) if cfg.cluster.overlap_pool else None
+            sft_paths, judge_path = initial_models(ctx, base, seed_sft, seed_judge, rubric, beside=pool)
+            if pool is not None and pool.started:
+                pool_file = pool.result()
+            else:
+                if warm is not None:
+                    warm.make_room(replica_bundle(cfg))
+                deploy_generator(cfg)
+                if warm is not None:  # the pool's embedding actors
+                    warm.make_room(*[replica_bundle(cfg)] * cfg.pool.embed_actors)
+                pool_file = build_pool(ctx, base, seed_prompts)
             for r in range(1, cfg.rounds + 1):
                 responses = draw_and_sample(ctx, r, pool_file, sft_paths)
                 if r == 1:

@@ -25,8 +25,9 @@ from alma.core.judge_prompt import judge_messages, judge_target
 from alma.core.console import say
 from alma.core.judge_split import split_by_prompt
 from alma.core.manifest import StageWriter
-from alma.core.packing import waves
+from alma.core.packing import waves, waves_beside
 from alma.core.seeds import JudgeExample, SftExample, load_judge
+from alma.jobs.beside import Beside
 from alma.jobs.run_context import RunContext
 from alma.jobs.training import DATA_FILE, train_sft, training_table, worker_bundle
 from alma.jobs.warm_training import cold_trainings
@@ -129,17 +130,18 @@ def judge_split_stage(ctx: RunContext, judge: list[JudgeExample]) -> list[JudgeE
 
 
 def initial_models(ctx: RunContext, base: Path, sft: list[SftExample], judge: list[JudgeExample],
-                   rubric: str) -> tuple[list[Path], Path]:
+                   rubric: str, beside: Beside | None = None) -> tuple[list[Path], Path]:
     """Train sft-1, sft-2 and the judge: at once where the cluster has room for their workers
     (`cluster.concurrent_trainings`, core.packing), one after another where it has not (then as jobs of
-    the driver's warm worker group, jobs.warm_training, where it keeps one)."""
+    the driver's warm worker group, jobs.warm_training, where it keeps one). `beside` (the prompt pool)
+    is started as they start where it fits beside them without delaying any (train_together)."""
     rows = sft_rows(sft, ctx.cfg.train.seed_rows, ctx.cfg.seed)
     judge_train = judge_split_stage(ctx, judge)
     judge_train = seed_sample(judge_train, ctx.cfg.judge_train.seed_rows, ctx.cfg.seed)
     trainings = [Training(f"sft-{i}", rows, seed) for i, seed in enumerate(ctx.cfg.sft_seeds, start=1)]
     trainings.append(Training("judge", judge_rows(judge_train, rubric, ctx.cfg.judge.answer_prefix),
                               ctx.cfg.seed, judge=True))
-    paths = train_together(ctx, base, trainings)
+    paths = train_together(ctx, base, trainings, beside)
     return paths[:-1], paths[-1]
 
 
@@ -153,10 +155,15 @@ class Training:
     judge: bool = False
 
 
-def train_together(ctx: RunContext, base: Path, trainings: list[Training]) -> list[Path]:
+def train_together(ctx: RunContext, base: Path, trainings: list[Training],
+                   beside: Beside | None = None) -> list[Path]:
     """Commit each training's checkpoint, in waves of those that fit the cluster's free resources at once;
     the checkpoint paths, in the trainings' order. A training that fails does not stop the others of its
-    wave (what they commit is kept for the resume); the first failure is raised once the wave is done."""
+    wave (what they commit is kept for the resume); the first failure is raised once the wave is done.
+
+    `beside` is started before the first wave when its bundles fit beside every wave without changing
+    them (core.packing.waves_beside); the waves are then planned on what it leaves. It is not waited for
+    here: its owner calls its `result()`. Left unstarted when it does not fit or nothing is left to train."""
     from alma.cluster.resources import free_per_node
 
     done = {t.name for t in trainings if ctx.committed(ctx.layout.checkpoint(t.name))}
@@ -166,7 +173,14 @@ def train_together(ctx: RunContext, base: Path, trainings: list[Training]) -> li
     todo = [t for t in trainings if t.name not in done]
     settings = [ctx.cfg.judge_train if t.judge else ctx.cfg.train for t in todo]
     bundles = [[worker_bundle(train)] * train.num_workers for train in settings]
-    groups = waves(bundles, free_per_node(), ctx.cfg.cluster.concurrent_trainings) if todo else []
+    free, at_most = (free_per_node(), ctx.cfg.cluster.concurrent_trainings) if todo else ([], 1)
+    groups = waves(bundles, free, at_most) if todo else []
+    planned = waves_beside(bundles, beside.bundles, free, at_most) if todo and beside is not None else None
+    if beside is not None and planned is not None:
+        groups = planned
+        say(f"{beside.label} beside step 0's trainings (the cluster has room for both; "
+            "cluster.overlap_pool=false waits for step 0)")
+        beside.start()
     for group in groups:
         if len(group) > 1:
             say("training " + ", ".join(todo[i].name for i in group) + " at once (the cluster has room for "

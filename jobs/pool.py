@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alma.actors.callers import GenerateCaller
+from alma.config import AlmaConfig
 from alma.core.clustering import KMeansModel, fit_kmeans, unit_rows
 from alma.core.embeddings import EMBEDDING, iter_batches, parquet_files, read_rows, to_numpy
 from alma.core.errors import RunStateError
@@ -32,7 +33,8 @@ from alma.core.prompts import PromptFilter, few_shot_request, normalize, parse_r
 from alma.jobs.progress import watch_rows
 from alma.jobs.run_context import RunContext
 from alma.core.tables import read_table
-from alma.jobs.streaming import actor_fault_options, data_module, on_driver_node, read_parquet, stream_through
+from alma.jobs.streaming import (CALLER_CPUS, INLINE_ROWS, actor_fault_options, data_module, on_driver_node,
+                                 stage_dataset, stream_through)
 
 CLUSTERS_FILE = "clusters.parquet"
 KMEANS_FILE = "kmeans.npz"
@@ -100,7 +102,8 @@ def embed_pool(ctx: RunContext, base: Path, pool_file: Path) -> Path:
 
     def build(w: StageWriter) -> None:
         ray_data = data_module()
-        ds = read_parquet(ray_data, [pool_file.name], ctx.stage_location(pool_file.parent), ["prompt_id", "prompt"])
+        ds = stage_dataset(ray_data, pool_file.parent, [pool_file.name], ctx.stage_location(pool_file.parent),
+                           cfg.pool.embed_batch, ["prompt_id", "prompt"])
         ds = ds.map_batches(
             Embedder,
             fn_constructor_kwargs={"checkpoint": ctx.stage_location(base), "settings": EngineSettings.of(cfg.model),
@@ -160,6 +163,19 @@ def cluster_pool(ctx: RunContext) -> Path:
 
     ctx.stage(out, "pool clusters", build, kind="pool-clusters")
     return out / CLUSTERS_FILE
+
+
+def pool_bundles(cfg: AlmaConfig) -> list[dict[str, float]]:
+    """What the pool holds at its peak, as Ray resource bundles: the generator's replica (it stays deployed
+    while the pool is embedded), the embedding actors, the stream's caller actors, and one read task's CPU
+    where the pool is too large to hand Ray Data from the driver (streaming.INLINE_ROWS). What step 0
+    leaves room for when the pool runs beside it (jobs.beside)."""
+    from alma.cluster.serve_apps import replica_bundle
+
+    bundles = [replica_bundle(cfg)] * (1 + cfg.pool.embed_actors) + [{"CPU": CALLER_CPUS}] * cfg.serve.data_concurrency
+    if cfg.pool.attempts > INLINE_ROWS:
+        bundles.append({"CPU": 1.0})
+    return bundles
 
 
 def build_pool(ctx: RunContext, base: Path, seed_prompts: list[str]) -> Path:

@@ -30,6 +30,7 @@ from alma.jobs.progress import watch_rows
 # Stage inputs up to this many rows are read by the driver and handed to Ray Data in memory; larger ones
 # are read by Ray Data's own read tasks, in parallel and without passing through the driver.
 INLINE_ROWS = 200_000
+CALLER_CPUS = 0.05  # a caller actor's CPU share: it only waits on deployment responses
 _RAW = "_streamed"  # Ray Data's own output, split into results and errors before the stage commits
 
 
@@ -64,6 +65,17 @@ def read_parquet(ray_data, files: list[str], location: str, columns: list[str] |
         filesystem, root = open_uri(location)
         return ray_data.read_parquet([f"{root}/{f}" for f in files], filesystem=filesystem, columns=columns)
     return ray_data.read_parquet([str(Path(location) / f) for f in files], columns=columns)
+
+
+def stage_dataset(ray_data, folder: Path, files: list[str], location: str, batch_size: int,
+                  columns: list[str] | None = None):
+    """A committed stage's Parquet `files` (relative to its `folder`) as a Ray Data dataset: handed over from
+    the driver in blocks of whole batches when they hold at most INLINE_ROWS rows (no read tasks to start,
+    and none to wait for a CPU), read by Ray Data's read tasks from `location` otherwise (read_parquet)."""
+    if sum(pq.read_metadata(folder / f).num_rows for f in files) <= INLINE_ROWS:
+        table = pa.concat_tables([pq.read_table(folder / f, columns=columns) for f in files])
+        return ray_data.from_arrow(_blocks(table, batch_size))
+    return read_parquet(ray_data, files, location, columns)
 
 
 def on_driver_node() -> dict[str, Any]:
@@ -145,7 +157,7 @@ def stream_through(rows: list[dict[str, Any]] | Path, caller: type, cfg: AlmaCon
         compute=actor_pool(ray_data, cfg),
         # Callers only wait on deployment handles; the deployments hold the compute. Spread over the nodes: a
         # lost node then takes only its share of the calls in flight with it.
-        num_cpus=0.05,
+        num_cpus=CALLER_CPUS,
         scheduling_strategy="SPREAD",
         **actor_fault_options(cfg),
     )

@@ -14,10 +14,14 @@ N, K, R = 6, 4, 2
 M = 10  # self-distillation pairs, fewer than round 1's K x N responses
 
 
+CPUS = 5  # the local Ray's logical CPUs: step 0's three 1-CPU trainings and the prompt pool (1.05) at once
+
+
 def run_args(out: str) -> list[str]:
     """`alma run` arguments of the shared tiny run, writing to `out` (a folder or a URI)."""
     return ["run", "--preset", "tiny", "--out", out, "--set", f"rounds={R}", "--set", f"round.prompts_per_round={K}",
-            "--set", f"round.responses_per_prompt={N}", "--set", f"judge.distill_responses={M}"]
+            "--set", f"round.responses_per_prompt={N}", "--set", f"judge.distill_responses={M}",
+            "--set", f"cluster.num_cpus={CPUS}"]
 
 
 def alma(args, cache, cwd, env: dict | None = None):

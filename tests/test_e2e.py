@@ -73,10 +73,13 @@ def test_outputs_hold_together(tiny_run):
 
 
 def test_step_0_trains_its_three_models_at_once(tiny_run):
-    """The tiny run's local Ray has 4 CPUs and each training one 1-CPU worker: sft-1, sft-2 and the judge
-    overlap (jobs.initial_models.train_together), and the report's timeline shows it."""
+    """The tiny run's local Ray has 5 CPUs and each training one 1-CPU worker: sft-1, sft-2 and the judge
+    overlap (jobs.initial_models.train_together), the prompt pool (the generator's replica, an embedder and
+    a caller: 1.05 CPUs) is written and embedded beside them (jobs.beside), and the report's timeline shows
+    both."""
     out, _, first, _ = tiny_run
     assert "training sft-1, sft-2, judge at once" in first.stdout
+    assert "prompt pool beside step 0's trainings" in first.stdout
     spans = {}
     for name in ("sft-1", "sft-2", "judge"):
         m = read_manifest(out / "checkpoints" / name)
@@ -91,6 +94,9 @@ def test_step_0_trains_its_three_models_at_once(tiny_run):
     starts = {s["label"]: s["start_s"] for s in build_report_data(out)["stages"]}
     assert max(starts[f"train {n}"] for n in spans) < min(spans[n][1] - spans[n][0] for n in spans), \
         "on the plot's timeline the three bars overlap too"
+    pool = read_manifest(out / "pool")
+    assert pool.committed_at - pool.seconds < min(end for _, end in spans.values()), \
+        f"the pool started after step 0: {pool.committed_at - pool.seconds} vs {spans}"
 
 
 def test_run_ends_with_its_report_and_throughput(tiny_run):

@@ -108,3 +108,73 @@ def test_trainings_one_after_another_share_the_warm_group_and_those_at_once_do_n
         monkeypatch.setattr("alma.cluster.resources.free_per_node", lambda: [{"CPU": 4.0}])
         im.train_together(_ctx(tmp_path / "b"), tmp_path, _trainings())
         assert seen == {"sft-1": None, "sft-2": None, "judge": None}
+
+
+def _pool(spans, fail=False):
+    """A stand-in prompt pool (jobs.beside.Beside) of the pool's usual size that records when it ran."""
+    from alma.jobs.beside import Beside
+
+    def work():
+        start = time.monotonic()
+        time.sleep(0.3)
+        spans["pool"] = (start, time.monotonic(), threading.current_thread().name)
+        if fail:
+            raise RuntimeError("too few prompts")
+        return "pool.parquet"
+
+    return Beside("prompt pool", [{"CPU": 0.5}, {"CPU": 0.5}, {"CPU": 0.05}], work)
+
+
+def test_the_pool_runs_beside_step_0_where_it_delays_no_training(tmp_path, monkeypatch, recorded):
+    spans, _ = recorded
+    monkeypatch.setattr("alma.cluster.resources.free_per_node", lambda: [{"CPU": 5.0}])
+    pool = _pool(spans)
+    im.train_together(_ctx(tmp_path), tmp_path, _trainings(), pool)
+    assert pool.started and pool.result() == "pool.parquet"
+    assert all(_overlap(spans["pool"], spans[n]) for n in ("sft-1", "sft-2", "judge")), spans
+    assert spans["pool"][2] == "alma-beside-prompt pool"
+
+
+def test_the_pool_waits_where_it_would_delay_a_training(tmp_path, monkeypatch, recorded):
+    spans, _ = recorded
+    # 4 CPUs hold the three 1-CPU trainings, or two of them and the pool: the trainings come first
+    monkeypatch.setattr("alma.cluster.resources.free_per_node", lambda: [{"CPU": 4.0}])
+    pool = _pool(spans)
+    im.train_together(_ctx(tmp_path), tmp_path, _trainings(), pool)
+    assert not pool.started and "pool" not in spans
+    assert _overlap(spans["sft-1"], spans["judge"]), "step 0 kept its one wave"
+    with pytest.raises(RuntimeError, match="never started"):
+        pool.result()
+    # nothing left to train (a resumed run): nothing is started beside it either
+    ctx = _ctx(tmp_path / "b")
+    monkeypatch.setattr(ctx, "committed", lambda stage_dir: True)
+    monkeypatch.setattr("alma.cluster.resources.free_per_node", lambda: [{"CPU": 64.0}])
+    pool = _pool(spans)
+    im.train_together(ctx, tmp_path, _trainings(), pool)
+    assert not pool.started
+
+
+def test_a_pool_that_fails_beside_step_0_fails_the_run_after_step_0(tmp_path, monkeypatch, recorded):
+    spans, _ = recorded
+    monkeypatch.setattr("alma.cluster.resources.free_per_node", lambda: [{"CPU": 5.0}])
+    pool = _pool(spans, fail=True)
+    im.train_together(_ctx(tmp_path), tmp_path, _trainings(), pool)
+    assert set(spans) == {"sft-1", "sft-2", "judge", "pool"}, "step 0 trained on (kept for the resume)"
+    with pytest.raises(RuntimeError, match="too few prompts"):
+        pool.result()
+    with pytest.raises(RuntimeError, match="started already"):
+        pool.start()
+
+
+def test_what_the_pool_holds_at_its_peak():
+    from alma.cluster.serve_apps import replica_bundle
+    from alma.jobs.pool import pool_bundles
+
+    cfg = load_config(preset="tiny", overrides=["serve.data_concurrency=2", "pool.embed_actors=2",
+                                                "serve.resources={alma_worker: 1}"])
+    replica = replica_bundle(cfg)
+    assert replica == {"CPU": 0.5, "alma_worker": 1.0}
+    assert pool_bundles(cfg) == [replica] * 3 + [{"CPU": 0.05}] * 2  # generator replica, 2 embedders, 2 callers
+    # a pool too large to hand over from the driver is read by Ray Data's read tasks, one CPU each
+    large = load_config(preset="tiny", overrides=["pool.attempts=300000"])
+    assert pool_bundles(large)[-1] == {"CPU": 1.0}
