@@ -34,23 +34,3 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, alma_cache: Path, tiny_mo
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     return out, args, first, root
 
-
-# The two longest groups, started first so that with pytest-xdist (`-n 2`) neither waits behind the other's
-# worker: the three-node cluster and its run (about 10 minutes), and the shared tiny run with every test that
-# uses it (about 8).
-FIRST = ("test_multinode", "tiny_run")
-
-
-def _group(item: pytest.Item) -> str:
-    return "tiny_run" if "tiny_run" in getattr(item, "fixturenames", ()) else item.module.__name__
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups for pytest-xdist's `--dist loadgroup`: a module's tests stay on one worker (its module fixtures,
-    a Ray cluster or a served judge, are built once), and so do all users of the session's shared tiny run
-    (`tiny_run` is built once per worker that asks for it). Without xdist the marks do nothing, and only the
-    order changes: the longest groups first."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
-    rank = {name: i for i, name in enumerate(FIRST)}
-    items.sort(key=lambda item: rank.get(_group(item), len(FIRST)))  # stable: file order within each rank

@@ -1,5 +1,6 @@
-"""`alma run --preset tiny` end to end through the real CLI, then `alma judge eval` on the finished run, and
-a copy of the run whose driver is killed in round 2 and resumed (which also skips every committed stage)."""
+"""`alma run --preset tiny` end to end through the real CLI, then `alma judge eval` on the finished run, a
+copy of the run whose driver is killed in round 2 and resumed (which also skips every committed stage), and
+round 2 of a copy kept at a `file://` URI. Every test of the shared tiny run is in this module."""
 
 import contextlib
 import json
@@ -22,7 +23,7 @@ from e2e_run import K, M, N, R, alma, copy_before_round
 from procs import alive, descendants
 
 from alma.core.distill import sample_label
-from alma.core.manifest import read_manifest
+from alma.core.manifest import MANIFEST, read_manifest
 from alma.jobs.training import PHASES
 from alma.core.tables import read_table
 
@@ -296,3 +297,32 @@ def test_pool_is_filtered_embedded_clustered_and_drawn_by_cluster(tiny_run):
         assert len({d["cluster"] for d in draw}) == K, "one prompt from each of K distinct clusters"
         diversity = summary["rounds"][r - 1]["diversity"]
         assert diversity["draw"]["clusters_covered"] == K and 0 < diversity["random"]["clusters_covered"] <= K
+
+
+@pytest.mark.slow
+def test_alma_run_on_a_uri_resumes_from_the_uri_alone(tmp_path, alma_cache, tiny_run):
+    """`alma run --out file://...` on a bucket holding the shared tiny run up to round 2 (as a driver killed
+    there leaves it): a fresh working copy fetches every committed stage, checks it and runs round 2,
+    uploading each stage it commits; then, with the working copy gone, a rerun that computes nothing."""
+    from e2e_run import run_args
+
+    bucket = tmp_path / "bucket"
+    copy_before_round(tiny_run[0], bucket / "run", 2)
+    before = {p.parent for p in (bucket / "run").rglob(MANIFEST)}
+    args, scratch = run_args(f"file://{bucket}/run"), {"ALMA_SCRATCH": str(tmp_path / "scratch")}
+    first = alma(args, alma_cache, tmp_path, env=scratch)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert first.stdout.count("fetched from file://") == len(before)
+    run = bucket / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert [r["round"] for r in summary["rounds"]] == [1, 2] and (run / "config.yaml").is_file()
+    committed = sorted(p.parent.relative_to(run).as_posix() for p in run.rglob(MANIFEST))
+    assert {"checkpoints/sft-1", "checkpoints/judge", "checkpoints/round-2", "pool", "rounds/02/best"} <= set(committed)
+    assert "round 2 responses: committed" in first.stdout, "round 2 was computed, and uploaded"
+
+    shutil.rmtree(tmp_path / "scratch")
+    # On a fresh machine the run is resumed by its URI alone: its config comes from there too.
+    again = alma(["run", "--resume", f"file://{bucket}/run"], alma_cache, tmp_path, env=scratch)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stdout.count("fetched from file://") == len(committed)
+    assert "committed in" not in again.stdout  # nothing rebuilt: every stage came from the URI

@@ -180,37 +180,6 @@ def test_resume_reads_the_config_of_a_run_at_a_uri(tmp_path, monkeypatch):
         load_run_config(f"file://{bucket}")
 
 
-@pytest.mark.slow
-def test_alma_run_on_a_uri_resumes_from_the_uri_alone(tmp_path, alma_cache, tiny_run):
-    """`alma run --out file://...` on a bucket holding the shared tiny run up to round 2 (as a driver killed
-    there leaves it): a fresh working copy fetches every committed stage, checks it and runs round 2,
-    uploading each stage it commits; then, with the working copy gone, a rerun that computes nothing."""
-    import shutil
-
-    from e2e_run import alma, copy_before_round, run_args
-
-    bucket = tmp_path / "bucket"
-    copy_before_round(tiny_run[0], bucket / "run", 2)
-    before = {p.parent for p in (bucket / "run").rglob(MANIFEST)}
-    args, scratch = run_args(f"file://{bucket}/run"), {"ALMA_SCRATCH": str(tmp_path / "scratch")}
-    first = alma(args, alma_cache, tmp_path, env=scratch)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert first.stdout.count("fetched from file://") == len(before)
-    run = bucket / "run"
-    summary = json.loads((run / "summary.json").read_text())
-    assert [r["round"] for r in summary["rounds"]] == [1, 2] and (run / "config.yaml").is_file()
-    committed = sorted(p.parent.relative_to(run).as_posix() for p in run.rglob(MANIFEST))
-    assert {"checkpoints/sft-1", "checkpoints/judge", "checkpoints/round-2", "pool", "rounds/02/best"} <= set(committed)
-    assert "round 2 responses: committed" in first.stdout, "round 2 was computed, and uploaded"
-
-    shutil.rmtree(tmp_path / "scratch")
-    # On a fresh machine the run is resumed by its URI alone: its config comes from there too.
-    again = alma(["run", "--resume", f"file://{bucket}/run"], alma_cache, tmp_path, env=scratch)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert again.stdout.count("fetched from file://") == len(committed)
-    assert "committed in" not in again.stdout  # nothing rebuilt: every stage came from the URI
-
-
 def test_a_stage_is_named_by_its_uri_and_found_on_any_node(tmp_path, monkeypatch):
     """On the driver's node a stage URI resolves to the run's working copy; on a node without it (another
     scratch folder) the stage is fetched once, checked by hash, and reused; a plain path stays a path."""
