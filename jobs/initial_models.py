@@ -173,14 +173,16 @@ def train_together(ctx: RunContext, base: Path, trainings: list[Training],
     todo = [t for t in trainings if t.name not in done]
     settings = [ctx.cfg.judge_train if t.judge else ctx.cfg.train for t in todo]
     bundles = [[worker_bundle(train)] * train.num_workers for train in settings]
-    free, at_most = (free_per_node(), ctx.cfg.cluster.concurrent_trainings) if todo else ([], 1)
-    groups = waves(bundles, free, at_most) if todo else []
-    planned = waves_beside(bundles, beside.bundles, free, at_most) if todo and beside is not None else None
-    if beside is not None and planned is not None:
-        groups = planned
-        say(f"{beside.label} beside step 0's trainings (the cluster has room for both; "
-            "cluster.overlap_pool=false waits for step 0)")
-        beside.start()
+    groups: list[list[int]] = []
+    if todo:
+        free, at_most = free_per_node(), ctx.cfg.cluster.concurrent_trainings
+        groups = waves(bundles, free, at_most)
+        planned = waves_beside(bundles, beside.bundles, free, at_most) if beside is not None else None
+        if planned is not None:
+            groups = planned
+            say(f"{beside.label} beside step 0's trainings (the cluster has room for both; "
+                "cluster.overlap_pool=false waits for step 0)")
+            beside.start()
     for group in groups:
         if len(group) > 1:
             say("training " + ", ".join(todo[i].name for i in group) + " at once (the cluster has room for "
