@@ -24,7 +24,7 @@ from alma.config import AlmaConfig
 from alma.core.batching import order_requests
 from alma.core.errors import RunStateError
 from alma.core.storage import is_uri, open_uri
-from alma.core.tables import ERRORS_FILE, data_files, read_table
+from alma.core.tables import ERRORS_FILE, data_files
 from alma.jobs.progress import watch_rows
 
 # Stage inputs up to this many rows are read by the driver and handed to Ray Data in memory; larger ones
@@ -136,15 +136,9 @@ def stream_through(rows: list[dict[str, Any]] | Path, caller: type, cfg: AlmaCon
     batch_size = cfg.serve.request_batch
     if isinstance(rows, Path):
         files = data_files(rows)
-        if sum(pq.read_metadata(f).num_rows for f in files) <= INLINE_ROWS:
-            # Small enough for the driver: no read tasks to start, which every stream would pay.
-            table = read_table(rows)
-            expected = _expected(table, caller.fan_out)
-            ds = ray_data.from_arrow(_blocks(table, batch_size))
-        else:
-            expected = sum(_expected(pq.read_table(f, columns=[caller.fan_out] if caller.fan_out else []),
-                                     caller.fan_out) for f in files)
-            ds = read_parquet(ray_data, [f.relative_to(rows).as_posix() for f in files], location or str(rows))
+        expected = sum(_expected_in(f, caller.fan_out) for f in files)
+        ds = stage_dataset(ray_data, rows, [f.relative_to(rows).as_posix() for f in files], location or str(rows),
+                           batch_size)
     else:
         if caller.batch_group:
             rows, batch_size = order_requests(rows, caller.batch_group, caller.batch_unit, batch_size)
@@ -179,11 +173,12 @@ def _blocks(table: pa.Table, batch_size: int, most: int = 200) -> list[pa.Table]
     return [table.slice(i, per) for i in range(0, max(1, table.num_rows), per)]
 
 
-def _expected(table: pa.Table, fan_out: str | None) -> int:
-    """Result rows the input rows of `table` stand for: one each, or the sum of their `fan_out` column."""
+def _expected_in(file: Path, fan_out: str | None) -> int:
+    """Result rows a Parquet file's input rows stand for: one each (its footer's count), or the sum of their
+    `fan_out` column."""
     if fan_out is None:
-        return table.num_rows
-    return int(pc.sum(table[fan_out]).as_py() or 0)
+        return pq.read_metadata(file).num_rows
+    return int(pc.sum(pq.read_table(file, columns=[fan_out])[fan_out]).as_py() or 0)
 
 
 def split_errors(raw: Path, out: Path, results: tuple[str, ...] = ()) -> Streamed:
