@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from e2e_run import K, M, N, R, alma, copy_before_round
+from e2e_run import K, M, N, R, alma, copy_before_round, run_args
 from procs import alive, descendants
 
 from alma.core.distill import sample_label
@@ -304,8 +304,6 @@ def test_alma_run_on_a_uri_resumes_from_the_uri_alone(tmp_path, alma_cache, tiny
     """`alma run --out file://...` on a bucket holding the shared tiny run up to round 2 (as a driver killed
     there leaves it): a fresh working copy fetches every committed stage, checks it and runs round 2,
     uploading each stage it commits; then, with the working copy gone, a rerun that computes nothing."""
-    from e2e_run import run_args
-
     bucket = tmp_path / "bucket"
     copy_before_round(tiny_run[0], bucket / "run", 2)
     before = {p.parent for p in (bucket / "run").rglob(MANIFEST)}
