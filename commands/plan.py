@@ -17,8 +17,9 @@ from typing import Any
 from alma.config import DEFAULT_PRESET, PRESETS, AlmaConfig, load_config
 from alma.core.errors import AlmaError, ConfigError
 from alma.core.plan import (CPU_REFERENCE_CORES, GPUS, KINDS, LLAMA3_8B_PARAMS, PAPER_REPORTED, Cluster, GpuSpec,
-                            Measured, Plan, Rates, Stage, Workload, apply_measured, assume, compare, cpu_rates,
-                            estimate, gpu_rates, hidden_size, llama_params, paper_workload, read_benchmark)
+                            Measured, Plan, Rates, Stage, Workload, apply_measured, assume, check_count, check_kind,
+                            compare, cpu_rates, estimate, gpu_rates, hidden_size, llama_params, paper_workload,
+                            read_benchmark)
 from alma.core.progress import format_duration
 
 # Workload fields a flag sets directly; every other assumption is set with --assume KEY=VALUE.
@@ -217,11 +218,13 @@ def _workload(args: argparse.Namespace, settings: list[tuple[str, str]]) -> tupl
     return model, spec, work
 
 
-def _measured(paths: list[str], spec: str | None) -> list[tuple[Measured, float]]:
-    """Each benchmark file's rates, with the size of the model it measured."""
+def _measured(paths: list[str], spec: str | None, kind: str) -> list[tuple[Measured, float]]:
+    """Each benchmark file's rates, with the size of the model it measured (checked against the cluster's
+    kind first: sizing a built-in may build it)."""
     found = []
     for path in paths:
         measured = read_benchmark(_read_json(Path(path), "the benchmark output"), path, spec)
+        check_kind(measured, kind)
         try:
             size = _size(measured.model)[0]
         except AlmaError as e:
@@ -238,8 +241,10 @@ def build_inputs(args: argparse.Namespace) -> Inputs:
     if unknown:
         raise ConfigError(f"--assume {unknown[0]}: no such assumption (the names are in docs/plan.md; the model "
                           "size is --params)")
-    model, spec, work = _workload(args, settings)
-
+    # The flags' own checks first: sizing a built-in model may build it (a 135M conversion: 20 s).
+    check_count("params", args.params)
+    for flag, field in FLAGS.items():
+        check_count(field, getattr(args, flag))
     kind, count = "cpu", 1
     if args.gpus is not None:
         kind, count = "gpu", args.gpus
@@ -256,7 +261,9 @@ def build_inputs(args: argparse.Namespace) -> Inputs:
     if count < 1 or cores < 1:
         flag = "--gpus" if kind == "gpu" else "--cpu-nodes" if count < 1 else "--cores-per-node"
         raise ConfigError(f"{flag} must be at least 1, got {count if count < 1 else cores}")
-    files = _measured(args.throughputs, spec)
+
+    model, spec, work = _workload(args, settings)
+    files = _measured(args.throughputs, spec, kind)
     cluster = Cluster(kind, count, _rates(kind, gpu, cores, work.params, files, settings),  # type: ignore[arg-type]
                       cores, GPUS[gpu].name if kind == "gpu" else "")
     paper_cluster = None

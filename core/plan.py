@@ -132,14 +132,8 @@ class Workload:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is None or f.name == "warm_training":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"{f.name} must be a finite number, got {value!r}")
-            zero_ok = f.name in _MAY_BE_ZERO
-            if value < 0 or (value == 0 and not zero_ok):
-                raise ConfigError(f"{_label(f.name)} must be {'>= 0' if zero_ok else '> 0'}, got {value:g}")
+            if f.name != "warm_training":
+                check_count(f.name, getattr(self, f.name))
         if self.pool_keep_rate > 1:
             raise ConfigError(f"pool_keep_rate is a share, at most 1, got {self.pool_keep_rate:g}")
         if self.pool_prompts is None and self.pool_attempts is None:
@@ -191,6 +185,18 @@ _LABELS = {"responses_per_prompt": "N (responses_per_prompt)", "prompts_per_roun
 
 def _label(name: str) -> str:
     return _LABELS.get(name, name)
+
+
+def check_count(name: str, value: object) -> None:
+    """One Workload number's rule (finite; > 0, or >= 0 where zero means "none"), on its own: `alma plan`
+    checks its flags with it before it sizes a model, which may mean building one."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    zero_ok = name in _MAY_BE_ZERO
+    if value < 0 or (value == 0 and not zero_ok):
+        raise ConfigError(f"{_label(name)} must be {'>= 0' if zero_ok else '> 0'}, got {value:g}")
 
 
 def _passes(rows: float, epochs: float, cap: int | None) -> float:
@@ -647,14 +653,19 @@ def read_benchmark(data: Any, name: str, model: str | None = None) -> Measured:
     return Measured(name, spec, None, None, decode_tokens_per_s=decode, train_tokens_per_s=train)
 
 
-def apply_measured(rates: Rates, measured: Measured, measured_params: float, cluster_kind: str,
-                   cores_per_node: int, judgment_tokens: float = BENCHMARK_JUDGMENT_TOKENS) -> Rates:
-    """Per-device rates at `rates.params` with what a benchmark measured in place of the defaults: scaled
-    from the benchmarked model's size, and on CPU from the cores it used to the node's."""
+def check_kind(measured: Measured, cluster_kind: str) -> None:
+    """A benchmark measured on one kind of device says nothing about the other."""
     if measured.kind is not None and measured.kind != cluster_kind:
         where = "a GPU" if measured.kind == "gpu" else "CPU"
         flag = "--gpus" if measured.kind == "gpu" else "--cpu-nodes"
         raise ConfigError(f"{measured.source}: measured on {where}; plan it with {flag}")
+
+
+def apply_measured(rates: Rates, measured: Measured, measured_params: float, cluster_kind: str,
+                   cores_per_node: int, judgment_tokens: float = BENCHMARK_JUDGMENT_TOKENS) -> Rates:
+    """Per-device rates at `rates.params` with what a benchmark measured in place of the defaults: scaled
+    from the benchmarked model's size, and on CPU from the cores it used to the node's."""
+    check_kind(measured, cluster_kind)
     scale = measured_params / rates.params
     if cluster_kind == "cpu" and measured.cores:
         scale *= cores_per_node / measured.cores

@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny real model built once per test session, never fetched from a hub."""
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,19 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 
-@pytest.fixture(scope="session")
-def alma_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("alma-cache")
+@pytest.fixture(scope="session", autouse=True)
+def alma_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's alma cache, and $ALMA_CACHE for every test: what a test builds (a converted model, a
+    built seed set) never lands in the user's ~/.cache/alma, and no test passes because an earlier session
+    left something there."""
+    cache = tmp_path_factory.mktemp("alma-cache")
+    before = os.environ.get("ALMA_CACHE")
+    os.environ["ALMA_CACHE"] = str(cache)
+    yield cache
+    if before is None:
+        os.environ.pop("ALMA_CACHE", None)
+    else:
+        os.environ["ALMA_CACHE"] = before
 
 
 @pytest.fixture(scope="session")

@@ -310,12 +310,16 @@ def _one_error_line(capsys) -> str:
     (["--gpu", "h200"], "--gpu names the GPU model of --gpus"),
     (["--model", "/no/such/model"], "/no/such/model/config.json: cannot read the model's config"),
 ])
-def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys):
+def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys, tmp_path, monkeypatch):
+    # Refused before the default preset's model is sized: nothing is built into an empty cache.
+    monkeypatch.setenv("ALMA_CACHE", str(tmp_path / "cache"))
     assert main(["plan", *argv]) == 2
     assert fragment in _one_error_line(capsys)
+    assert not (tmp_path / "cache").exists()
 
 
-def test_unreadable_and_unknown_files_are_one_line(tmp_path, capsys):
+def test_unreadable_and_unknown_files_are_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ALMA_CACHE", str(tmp_path / "cache"))  # no file here needs a model built
     missing = tmp_path / "missing.json"
     assert main(["plan", "--paper", "--throughputs", str(missing)]) == 2
     assert f"{missing}: cannot read the benchmark output" in _one_error_line(capsys)
@@ -331,6 +335,7 @@ def test_unreadable_and_unknown_files_are_one_line(tmp_path, capsys):
     cpu.write_text(json.dumps(BENCHMARKS["vllm_vs_transformers.json"]))
     assert main(["plan", "--paper", "--throughputs", str(cpu)]) == 2
     assert "measured on CPU; plan it with --cpu-nodes" in _one_error_line(capsys)
+    assert not (tmp_path / "cache").exists()
 
 
 def test_unknown_flags_are_one_line_and_exit_2(capsys):
