@@ -1,6 +1,7 @@
-"""`alma run --preset tiny` end to end through the real CLI, then `alma judge eval` on the finished run, a
-copy of the run whose driver is killed in round 2 and resumed (which also skips every committed stage), and
-round 2 of a copy kept at a `file://` URI. Every test of the shared tiny run is in this module."""
+"""`alma run --preset tiny` end to end through the real CLI, then `alma judge eval` and `alma eval` on the
+finished run, and round 2 of a copy kept at a `file://` URI whose driver is interrupted mid-stream and
+resumed (which also skips every committed stage), then rerun from the URI alone. Every test of the shared
+tiny run is in this module."""
 
 import contextlib
 import json
@@ -195,36 +196,40 @@ def _rows(folder: Path, columns: list[str]) -> list[tuple]:
     return sorted(zip(*(table[c].to_pylist() for c in columns)))
 
 
-def test_interrupted_driver_stops_fast_and_resumes_to_the_same_rows(tiny_run, alma_cache):
-    """Ctrl-C (SIGINT) to the driver while round 2's responses stream: it ends within a few seconds
-    (core.interrupts' grace time, 5 s), with none of its processes left; then resume with `alma run
-    --resume`, and compare round 2 with the uninterrupted run: the same (prompt, response) rows, none
-    twice, none missing. The
-    resumed run starts from a copy of the uninterrupted run with round 2 removed (its state just before
-    round 2); every sample is seeded from the run seed and the prompt, so the rows must match exactly."""
-    out, args, _, root = tiny_run
-    work = Path(tempfile.mkdtemp(prefix="alma-k-"))  # short: Ray keeps its files inside the run folder
+def test_a_run_on_a_uri_interrupted_mid_stream_resumes_to_the_same_rows_and_from_the_uri_alone(tiny_run,
+                                                                                                alma_cache):
+    """The shared run up to round 2 in a bucket (`file://`), as a driver killed there leaves it. A driver on
+    a fresh working copy fetches every committed stage and starts round 2; Ctrl-C (SIGINT) while its
+    responses stream ends it within a few seconds (core.interrupts' grace time, 5 s) with none of its
+    processes left. `alma run --resume URI` then recomputes round 2 to the same (prompt, response) rows as
+    the uninterrupted run (every sample is seeded from the run seed and the prompt), none twice, none
+    missing, uploading what it commits and touching no committed stage; and with the working copy gone, a
+    rerun from the URI alone (its config comes from there too) fetches everything and computes nothing."""
+    out, _, _, root = tiny_run
+    work = Path(tempfile.mkdtemp(prefix="alma-k-"))  # short: Ray keeps its files inside the working copy
+    bucket, scratch = work / "bucket", work / "s"
+    uri, env = f"file://{bucket}/run", {"ALMA_SCRATCH": str(scratch)}
     driver = None
     try:
-        run = work / "run"
-        copy_before_round(out, run, 2)
-        committed = {p: p.stat().st_mtime for p in run.rglob("manifest.json")}
-        env = {**os.environ, "ALMA_CACHE": str(alma_cache), "HF_HUB_OFFLINE": "1"}
-        env.pop("RAY_ADDRESS", None)
-        first_args = [a if a != str(out) else str(run) for a in args]
-        driver = subprocess.Popen([sys.executable, "-m", "alma.cli", *first_args], stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, env=env, cwd=root)
+        run = copy_before_round(out, bucket / "run", 2)
+        committed = {p: p.stat().st_mtime for p in run.rglob(MANIFEST)}
+        full_env = {**os.environ, "ALMA_CACHE": str(alma_cache), "HF_HUB_OFFLINE": "1", **env}
+        full_env.pop("RAY_ADDRESS", None)
+        driver = subprocess.Popen([sys.executable, "-m", "alma.cli", *run_args(uri)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, env=full_env, cwd=root)
         lines: list[str] = []
         threading.Thread(target=lambda: lines.extend(driver.stdout), daemon=True).start()
         deadline = time.time() + 600
         while not any("round 2 responses: started" in line for line in lines):
             assert driver.poll() is None and time.time() < deadline, "".join(lines)[-3000:]
             time.sleep(0.2)
+        assert "".join(lines).count(f"fetched from {uri}") == len(committed), "a fresh copy fetches every stage"
         # Mid-stream: Ray Data's caller actor is up and sending requests to the generator.
         while not _titled(descendants(driver.pid), "MapBatches(GenerateCaller)") and time.time() < deadline:
             time.sleep(0.2)
         time.sleep(1)
-        temp = list((run / "rounds" / "02").glob(".tmp-responses-*"))
+        [copy] = [p for p in scratch.iterdir() if p.name.startswith("run-")]  # the working copy
+        temp = list((copy / "rounds" / "02").glob(".tmp-responses-*"))
         partial = [p for folder in temp for p in folder.rglob("*") if p.is_file()]
         tree = descendants(driver.pid) - {driver.pid}
         interrupted = time.time()
@@ -243,15 +248,15 @@ def test_interrupted_driver_stops_fast_and_resumes_to_the_same_rows(tiny_run, al
         assert "alma: interrupted" in "".join(lines)
         driver = None
 
-        resumed = alma(["run", "--resume", str(run)], alma_cache, root)
+        resumed = alma(["run", "--resume", uri], alma_cache, root, env=env)
         assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
         print("recomputed: " + ", ".join(line.split("] ", 1)[1].removesuffix(": started")
                                          for line in resumed.stdout.splitlines() if line.endswith(": started")))
         assert resumed.stdout.count("already committed") == len(committed) + 1, "all but round 2 draw's"
         assert {p: p.stat().st_mtime for p in committed} == committed, "committed stages are not touched"
         assert "round 2 responses: started" in resumed.stdout
-        assert not list((run / "rounds" / "02").glob(".tmp-*")), "the killed attempt's partial work is gone"
-        new, old = run / "rounds" / "02", out / "rounds" / "02"
+        assert not list((copy / "rounds" / "02").glob(".tmp-*")), "the killed attempt's partial work is gone"
+        new, old = run / "rounds" / "02", out / "rounds" / "02"  # what was uploaded, against the first run
         keys = ["prompt_id", "checkpoint", "sample"]
         responses = _rows(new / "responses", [*keys, "prompt", "response"])
         assert len(responses) == K * N and len({r[:3] for r in responses}) == K * N, "none missing, none twice"
@@ -265,6 +270,16 @@ def test_interrupted_driver_stops_fast_and_resumes_to_the_same_rows(tiny_run, al
             pq.read_table(out / "checkpoints" / "round-2" / "train_data.parquet")["source"].to_pylist())
         summary = json.loads((run / "summary.json").read_text())
         assert [r["responses"] for r in summary["rounds"]] == [K * N, K * N] and summary["errors"] == {}
+        assert (run / "config.yaml").is_file()
+
+        # On a fresh machine the run is resumed by its URI alone: its config comes from there too.
+        shutil.rmtree(scratch)
+        all_stages = sorted(p.parent.relative_to(run).as_posix() for p in run.rglob(MANIFEST))
+        assert {"checkpoints/sft-1", "checkpoints/judge", "checkpoints/round-2", "rounds/02/best"} <= set(all_stages)
+        again = alma(["run", "--resume", uri], alma_cache, root, env=env)
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        assert again.stdout.count(f"fetched from {uri}") == len(all_stages)
+        assert "committed in" not in again.stdout  # nothing rebuilt: every stage came from the URI
     finally:
         if driver is not None and driver.poll() is None:
             _kill_tree(driver.pid)
@@ -297,30 +312,3 @@ def test_pool_is_filtered_embedded_clustered_and_drawn_by_cluster(tiny_run):
         assert len({d["cluster"] for d in draw}) == K, "one prompt from each of K distinct clusters"
         diversity = summary["rounds"][r - 1]["diversity"]
         assert diversity["draw"]["clusters_covered"] == K and 0 < diversity["random"]["clusters_covered"] <= K
-
-
-@pytest.mark.slow
-def test_alma_run_on_a_uri_resumes_from_the_uri_alone(tmp_path, alma_cache, tiny_run):
-    """`alma run --out file://...` on a bucket holding the shared tiny run up to round 2 (as a driver killed
-    there leaves it): a fresh working copy fetches every committed stage, checks it and runs round 2,
-    uploading each stage it commits; then, with the working copy gone, a rerun that computes nothing."""
-    bucket = tmp_path / "bucket"
-    copy_before_round(tiny_run[0], bucket / "run", 2)
-    before = {p.parent for p in (bucket / "run").rglob(MANIFEST)}
-    args, scratch = run_args(f"file://{bucket}/run"), {"ALMA_SCRATCH": str(tmp_path / "scratch")}
-    first = alma(args, alma_cache, tmp_path, env=scratch)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert first.stdout.count("fetched from file://") == len(before)
-    run = bucket / "run"
-    summary = json.loads((run / "summary.json").read_text())
-    assert [r["round"] for r in summary["rounds"]] == [1, 2] and (run / "config.yaml").is_file()
-    committed = sorted(p.parent.relative_to(run).as_posix() for p in run.rglob(MANIFEST))
-    assert {"checkpoints/sft-1", "checkpoints/judge", "checkpoints/round-2", "pool", "rounds/02/best"} <= set(committed)
-    assert "round 2 responses: committed" in first.stdout, "round 2 was computed, and uploaded"
-
-    shutil.rmtree(tmp_path / "scratch")
-    # On a fresh machine the run is resumed by its URI alone: its config comes from there too.
-    again = alma(["run", "--resume", f"file://{bucket}/run"], alma_cache, tmp_path, env=scratch)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert again.stdout.count("fetched from file://") == len(committed)
-    assert "committed in" not in again.stdout  # nothing rebuilt: every stage came from the URI
