@@ -159,6 +159,17 @@ class Cluster:
             raise RuntimeError(res.stdout[-2000:] + res.stderr[-2000:])
         return {a["node_id"] for a in json.loads(res.stdout) if class_name_part in a["class_name"]}
 
+    def wait_for_log(self, node: Node, text: str, timeout: float = 120) -> None:
+        """Wait until `node`'s log holds `text` (`ray start` prints "Ray runtime started" once its node runs)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in node.log.read_text(errors="replace"):
+                return
+            if node.proc.poll() is not None:
+                raise RuntimeError(f"node {node.name} ended before {text!r}: {node.log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        raise TimeoutError(f"no {text!r} in {node.log} after {timeout} s")
+
     def wait_for_nodes(self, count: int, timeout: float = 180) -> list[dict]:
         deadline = time.time() + timeout
         alive: list[dict] = []
@@ -190,6 +201,12 @@ def start_cluster(root: Path, workers: int = 2, head_cpus: int = 1, worker_cpus:
     token.write_text("0" * 32 + "c0ffee00" * 4)
     token.chmod(0o600)
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "HF_HUB_OFFLINE": "1",
+           # A node whose processes are gone is declared dead after 5 failed health checks a second apart
+           # (Ray's default: 3 s apart); each check still waits Ray's default 10 s for a slow answer, so a
+           # busy node is not declared dead.
+           "RAY_health_check_period_ms": "1000",
+           # and Ray Train's controller looks at its workers every 0.5 s (2 s by default), as on a local Ray
+           "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
            # for the object store a test may start on the cluster's loopback (start_object_store)
            "AWS_ACCESS_KEY_ID": "alma-test", "AWS_SECRET_ACCESS_KEY": "alma-test", "AWS_DEFAULT_REGION": "us-east-1"}
     # alma's local Ray sets this to 0, Ray's switch that keeps a node on loopback by refusing other nodes;
@@ -201,8 +218,10 @@ def start_cluster(root: Path, workers: int = 2, head_cpus: int = 1, worker_cpus:
     private.mkdir()
     cluster = Cluster(private, gcs, f"http://127.0.0.1:{free_port()}", env, root)
     try:
-        cluster.start_node("head", head_cpus, worker=False, head=True)
-        cluster.wait_for_nodes(1)
+        head = cluster.start_node("head", head_cpus, worker=False, head=True)
+        # The workers join once the head's GCS is up; `ray list nodes` would also wait for its dashboard,
+        # which comes up 30-40 s later on 2 loaded cores, while the workers could already be starting.
+        cluster.wait_for_log(head, "Ray runtime started")
         for i in range(1, workers + 1):
             cluster.start_node(f"worker-{i}", worker_cpus)
         cluster.wait_for_nodes(1 + workers)
