@@ -379,7 +379,8 @@ class ClusterConfig(_Strict):
     warm_training: bool = Field(
         True, description="Keep one Ray Train worker group (per worker shape) for every training that does not "
         "run beside another (step 0's when they run one after another, the distilled judge, every round's "
-        "model), each a job it runs in turn, so only the first pays Ray Train's start-up; it holds its "
+        "model), each a job it runs in turn, so only the first pays Ray Train's start-up (of step 0's "
+        "trainings that run at once, the first of the rounds' shape starts it); it holds its "
         "workers' resources between trainings, and is ended before a replica or actor pool that would not "
         "fit beside it starts. false: a worker group per training (jobs/warm_training.py).")
 

@@ -50,6 +50,10 @@ def _local_env(run_dir: Path) -> None:
     """Environment of a private local Ray: loopback only, token auth with the run's own token."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    # Ray Train's controller looks at its workers every 2 s by default, so a training's end (and a lost
+    # worker) is seen up to 2 s late: on one machine a poll costs nothing, so look every 0.5 s (ending the
+    # warm worker group: 3.3 s -> 1.4 s measured on 2 cores).
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(_auth_token(run_dir))
     try:  # Ray caches its config at import; re-read it when Ray was imported before us (e.g. in tests)

@@ -30,7 +30,7 @@ from alma.core.seeds import JudgeExample, SftExample, load_judge
 from alma.jobs.beside import Beside
 from alma.jobs.run_context import RunContext
 from alma.jobs.training import DATA_FILE, train_sft, training_table, worker_bundle
-from alma.jobs.warm_training import cold_trainings
+from alma.jobs.warm_training import current_trainers, shape_key, trainers_in_thread
 
 
 def seed_sample(examples: list, rows: int | None, seed: int) -> list:
@@ -195,16 +195,28 @@ def _train(ctx: RunContext, base: Path, t: Training) -> Path:
     return train_stage(ctx, t.name, base, t.rows, t.seed, judge=t.judge)
 
 
+def warm_pick(ctx: RunContext, wave: list[Training]) -> Training | None:
+    """Which training of a wave run at once starts the driver's warm worker group (the others get groups of
+    their own): the first of the rounds' worker shape, so that the trainings after step 0 (the distilled
+    judge, each round's) find the group up and its workers' imports done; None without a warm group or
+    where no training of the wave has that shape."""
+    if current_trainers() is None:
+        return None
+    rounds = shape_key(ctx.cfg.train)
+    return next((t for t in wave if shape_key(ctx.cfg.judge_train if t.judge else ctx.cfg.train) == rounds), None)
+
+
 def _run_wave(ctx: RunContext, base: Path, wave: list[Training]) -> None:
     if len(wave) == 1:
         _train(ctx, base, wave[0])
         return
     # Daemon threads, not an executor's: Ctrl-C in the driver must not wait for a training to finish.
     errors: dict[str, BaseException] = {}
+    warm, keep = current_trainers(), warm_pick(ctx, wave)
 
     def one(t: Training) -> None:
         try:
-            with cold_trainings():  # a warm group would run them one after another
+            with trainers_in_thread(warm if t is keep else None):
                 _train(ctx, base, t)
         except BaseException as e:  # handed to the driver's thread below
             errors[t.name] = e

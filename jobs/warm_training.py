@@ -21,9 +21,10 @@ fails the job in flight, and the next training starts a new one.
 
 The cost: a warm worker group holds its resources (CPUs, a GPU) between trainings, while the pool and the
 rounds' generation and judging run; the driver ends it before it starts a replica or an actor pool that
-would not fit beside it (`make_room`). Step 0's trainings that run at once (jobs.initial_models) each
-get a worker group of their own (`cold_trainings`). `cluster.warm_training: false` returns to a worker
-group per training.
+would not fit beside it (`make_room`). Of step 0's trainings that run at once (jobs.initial_models), one
+of the rounds' shape is the warm group's first job and the others get worker groups of their own
+(`trainers_in_thread`), so that the distilled judge, the first training after step 0, starts warm too.
+`cluster.warm_training: false` returns to a worker group per training.
 """
 
 from __future__ import annotations
@@ -74,10 +75,12 @@ def warm_trainers(storage: str | Path, enabled: bool = True) -> Iterator["WarmTr
 
 
 @contextlib.contextmanager
-def cold_trainings() -> Iterator[None]:
-    """Within the block (in this thread), each training starts a worker group of its own: for trainings
-    that run at once, which one warm group would run one after another."""
-    token = WARM.set(None)
+def trainers_in_thread(trainers: "WarmTrainers | None") -> Iterator[None]:
+    """Within the block (in this thread), trainings run on `trainers`, or with None each starts a worker
+    group of its own. A thread starts with no warm group (context variables do not cross into threads):
+    step 0's trainings that run at once hand the driver's group to one of them (jobs.initial_models), and
+    give the others groups of their own, which one warm group would run one after another."""
+    token = WARM.set(trainers)
     try:
         yield
     finally:

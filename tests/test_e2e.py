@@ -78,7 +78,7 @@ def test_step_0_trains_its_three_models_at_once(tiny_run):
     """The tiny run's local Ray has 5 CPUs and each training one 1-CPU worker: sft-1, sft-2 and the judge
     overlap (jobs.initial_models.train_together), the prompt pool (the generator's replica, an embedder and
     a caller: 1.05 CPUs) is written and embedded beside them (jobs.beside), and the report's timeline shows
-    both."""
+    both. sft-1 starts the warm worker group that every later training runs on."""
     out, _, first, _ = tiny_run
     assert "training sft-1, sft-2, judge at once" in first.stdout
     assert "prompt pool beside step 0's trainings" in first.stdout
@@ -99,6 +99,15 @@ def test_step_0_trains_its_three_models_at_once(tiny_run):
     pool = read_manifest(out / "pool")
     assert pool.committed_at - pool.seconds < min(end for _, end in spans.values()), \
         f"the pool started after step 0: {pool.committed_at - pool.seconds} vs {spans}"
+    # sft-1 (the first of the rounds' worker shape) was the warm group's first job: the trainings after step
+    # 0, the distilled judge's first, run in its worker process with the imports done.
+    pids = {name: read_manifest(out / "checkpoints" / name).info["pid"]
+            for name in ("sft-1", "sft-2", "judge", "judge-distilled", "round-1", "round-2")}
+    assert pids["judge-distilled"] == pids["round-1"] == pids["round-2"] == pids["sft-1"], pids
+    assert len({pids["sft-1"], pids["sft-2"], pids["judge"]}) == 3, pids
+    for name in ("judge-distilled", "round-1", "round-2"):
+        startup = read_manifest(out / "checkpoints" / name).info["startup"]
+        assert startup["imports"] < 1.0 and startup["ray_train_start"] < 5.0, (name, startup)
 
 
 def test_run_ends_with_its_report_and_throughput(tiny_run):
@@ -161,10 +170,15 @@ def test_model_eval_on_the_run(tiny_run, tmp_path, capsys):
     drawn = pq.read_table(out / "rounds" / "01" / "draw" / "draw.parquet")["prompt"][0].as_py()
     prompts = tmp_path / "drawn.jsonl"
     prompts.write_text(json.dumps({"prompt": drawn}) + "\n")
-    assert main(["eval", str(out), "--prompts", str(prompts), "--no-bundled", "--set", "eval.bootstrap=50"]) == 0
+    # The bundled rule-checked prompts, each answer cut at 12 tokens (192 by default: 3 models x 100 prompts
+    # of the tiny model's word salad are most of this test's time, and prove nothing more here).
+    assert main(["eval", str(out), "--prompts", str(prompts), "--no-bundled", "--set", "eval.bootstrap=50",
+                 "--set", "eval.ifeval_max_new_tokens=12"]) == 0
     assert "eval prompts in draws of the run: 1" in capsys.readouterr().err
     report = json.loads((out / "eval" / "model_eval.json").read_text())
-    assert [m["model"] for m in report["models"]] == ["sft-1", *(f"round-{r}" for r in range(1, R + 1))]
+    models = ["sft-1", *(f"round-{r}" for r in range(1, R + 1))]
+    assert [m["model"] for m in report["models"]] == models
+    assert [m["model"] for m in report["ifeval"]["models"]] == models and len(report["ifeval"]["prompts"]) == 100
     assert report["judge"]["checkpoint"] == str(out / "checkpoints" / "judge-distilled")
     assert report["contamination"]["in_draws"] == [prompt_id(drawn)]
 

@@ -87,9 +87,11 @@ def test_committed_trainings_take_no_room(tmp_path, monkeypatch, recorded):
     assert _overlap(spans["sft-2"], spans["judge"])
 
 
-def test_trainings_one_after_another_share_the_warm_group_and_those_at_once_do_not(tmp_path, monkeypatch):
+def test_trainings_one_after_another_share_the_warm_group_and_of_those_at_once_one_does(tmp_path, monkeypatch):
     """Within the driver's warm block a training alone in its wave is a job of the warm worker group
-    (jobs.training.fit reads it); the trainings of a wave that runs at once each get their own."""
+    (jobs.training.fit reads it); of a wave that runs at once, the first training of the rounds' worker shape
+    starts the warm group (for the trainings after step 0) and the others get groups of their own; where
+    none has that shape, all do."""
     from alma.jobs.training import WARM
     from alma.jobs.warm_training import warm_trainers
 
@@ -107,7 +109,18 @@ def test_trainings_one_after_another_share_the_warm_group_and_those_at_once_do_n
         seen.clear()
         monkeypatch.setattr("alma.cluster.resources.free_per_node", lambda: [{"CPU": 4.0}])
         im.train_together(_ctx(tmp_path / "b"), tmp_path, _trainings())
-        assert seen == {"sft-1": None, "sft-2": None, "judge": None}
+        assert seen == {"sft-1": warm, "sft-2": None, "judge": None}
+        seen.clear()
+        # A judge whose workers differ from the rounds' (here only in their failure budget, which fixes a
+        # group too: warm_training.shape_key) does not start the warm group, even first in its wave.
+        other = _ctx(tmp_path / "c")
+        other.cfg.judge_train.max_failures = other.cfg.train.max_failures + 1
+        judge_first = [im.Training("judge", [], 0, judge=True), im.Training("sft-1", [], 1)]
+        im.train_together(other, tmp_path, judge_first)
+        assert seen == {"judge": None, "sft-1": warm}, "the rounds' shape, not the first of the wave"
+        assert im.warm_pick(other, judge_first[:1]) is None
+    with warm_trainers(tmp_path / "ray_train", enabled=False):
+        assert im.warm_pick(_ctx(tmp_path / "e"), _trainings()) is None, "no warm group: every one cold"
 
 
 def _pool(spans, fail=False):
