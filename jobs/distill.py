@@ -27,14 +27,12 @@ DISTILLED = "judge-distilled"
 
 def label_stage(ctx: RunContext, responses: Path, judge: Path, rubric: str) -> Path:
     """Commit judge-distill/: M sampled round responses with the judge's expected score and distribution."""
-    from alma.cluster.serve_apps import deploy_judge
-
     out = ctx.layout.distill_labels
 
     def build(w: StageWriter) -> None:
         rows = read_table(responses).to_pylist()
         picked = pick_responses(rows, ctx.cfg.judge.distill_responses, ctx.cfg.seed)
-        deploy_judge(ctx.cfg, ctx.stage_location(judge), rubric)
+        ctx.apps.judge(ctx.stage_location(judge))
         streamed = stream_through(picked, JudgeCaller, ctx.cfg, w.path, {"mode": "expected"})
         w.rows = streamed.rows
         w.info = {"judge": str(judge), "asked": ctx.cfg.judge.distill_responses, "available": len(rows),

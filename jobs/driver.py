@@ -58,7 +58,8 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
     called with the run once it is done: `alma run` writes the report there (commands/report.py), a layer
     above this one."""
     from alma.cluster.local import start_ray, stop_ray
-    from alma.cluster.serve_apps import delete_apps, deploy_generator, deploy_judge, replica_bundle, start_serve
+    from alma.cluster.serve_apps import delete_apps
+    from alma.jobs.apps import Apps
     from alma.jobs.distill import self_distill
     from alma.jobs.initial_models import base_stage, initial_models
     from alma.jobs.beside import Beside
@@ -81,6 +82,7 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
     check_run_folder(cfg.run_dir(), seeds, force)
     started = time.time()
     ctx = RunContext(cfg, cfg.run_dir())
+    ctx.apps = Apps(cfg, rubric)  # the rubric read (and checked) above
     ctx.open(force=force)
     ctx.write_json(ctx.layout.seeds, seeds)
     report_drops(ctx, seed_sets)  # the rejects files go in the run folder, so only once it exists
@@ -89,37 +91,27 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
     ray_ctx = start_ray(ctx.run_dir, cfg.cluster.address, cfg.cluster.host, cfg.cluster.num_cpus)
     try:
         base = base_stage(ctx, base)
-        start_serve()
         results = []
         # Every training that does not run beside another runs on a warm worker group
         # (jobs/warm_training.py), which makes room for the replicas and actor pools that would not fit
         # beside it.
-        with warm_trainers(ctx.train_storage, cfg.cluster.warm_training) as warm:
+        with warm_trainers(ctx.train_storage, cfg.cluster.warm_training):
             seed_prompts = [e.user_prompt for e in seed_sft]
 
-            def pool_beside() -> Path:  # room for it was planned beside step 0's workers
-                deploy_generator(cfg)
-                return build_pool(ctx, base, seed_prompts)
-
-            pool = Beside("prompt pool", pool_bundles(cfg), pool_beside) if cfg.cluster.overlap_pool else None
+            # The pool beside step 0 runs on a thread of its own, where room for it was planned; each
+            # stage deploys the app it streams through when it runs (jobs/apps.py).
+            pool = (Beside("prompt pool", pool_bundles(cfg), lambda: build_pool(ctx, base, seed_prompts))
+                    if cfg.cluster.overlap_pool else None)
             sft_paths, judge_path = initial_models(ctx, base, seed_sft, seed_judge, rubric, beside=pool)
             if pool is not None and pool.started:
                 pool_file = pool.result()
             else:
-                if warm is not None:
-                    warm.make_room(replica_bundle(cfg))
-                deploy_generator(cfg)
-                if warm is not None:  # the pool's embedding actors
-                    warm.make_room(*[replica_bundle(cfg)] * cfg.pool.embed_actors)
                 pool_file = build_pool(ctx, base, seed_prompts)
             for r in range(1, cfg.rounds + 1):
                 responses = draw_and_sample(ctx, r, pool_file, sft_paths)
                 if r == 1:
                     # Distilled on round 1's responses before they are judged, then fixed for every round.
                     judge_path = self_distill(ctx, responses, judge_path, rubric)
-                    if warm is not None:  # the judge's replica first, if the warm workers leave it no room
-                        warm.make_room(replica_bundle(cfg))
-                    deploy_judge(cfg, ctx.stage_location(judge_path), rubric)
                 results.append(judge_and_train(ctx, r, base, responses, judge_path, seed_sft))
     finally:
         if not ray_ctx.started_local:  # a cluster that outlives the run: its replicas are released

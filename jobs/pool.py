@@ -63,6 +63,7 @@ def synthesize_pool(ctx: RunContext, base: Path, seed_prompts: list[str]) -> Pat
         requests = [{"prompt_id": f"attempt-{i}", "prompt": few_shot_request(s), "mode": "text",
                      "checkpoint": "base", "checkpoint_path": base_location, "n": 1, "seed": f"pool-{ctx.cfg.seed}-{i}"}
                     for i, s in enumerate(shots)]
+        ctx.apps.generator()
         streamed = stream_through(requests, GenerateCaller, ctx.cfg, w.path / ctx.layout.pool_raw.name,
                                   {"sampling": cfg.sampling.model_dump()})
         # Attempt order, not arrival order: which duplicate is kept must not depend on scheduling.
@@ -101,6 +102,7 @@ def embed_pool(ctx: RunContext, base: Path, pool_file: Path) -> Path:
     cfg, out = ctx.cfg, embeddings_dir(ctx)
 
     def build(w: StageWriter) -> None:
+        ctx.apps.embedders()
         ray_data = data_module()
         ds = stage_dataset(ray_data, pool_file.parent, [pool_file.name], ctx.stage_location(pool_file.parent),
                            cfg.pool.embed_batch, ["prompt_id", "prompt"])

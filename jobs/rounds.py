@@ -96,6 +96,7 @@ def responses_stage(ctx: RunContext, r: int, draw_file: Path, checkpoints: dict[
         requests = [{"prompt_id": d["prompt_id"], "prompt": d["prompt"], "mode": "chat", "checkpoint": name,
                      "checkpoint_path": locations[name], "n": n, "seed": f"{ctx.cfg.seed}-{r}-{d['prompt_id']}-{name}"}
                     for d in draw for name, n in split.items()]
+        ctx.apps.generator()
         streamed = stream_through(requests, GenerateCaller, ctx.cfg, w.path,
                                   {"sampling": ctx.cfg.round.sampling.model_dump()})
         w.rows = streamed.rows
@@ -106,10 +107,11 @@ def responses_stage(ctx: RunContext, r: int, draw_file: Path, checkpoints: dict[
 
 
 def scores_stage(ctx: RunContext, r: int, responses: Path, judge: Path) -> Path:
-    """Score every response with the deployed judge (`judge` is its checkpoint, recorded as provenance)."""
+    """Score every response with the judge app serving `judge` (deployed if it is not yet)."""
     out = ctx.layout.round(r).scores
 
     def build(w: StageWriter) -> None:
+        ctx.apps.judge(ctx.stage_location(judge))
         streamed = stream_through(responses, JudgeCaller, ctx.cfg, w.path, location=ctx.stage_location(responses))
         w.rows = streamed.rows
         w.info = {"judge": str(judge), "scoring": ctx.cfg.judge.scoring, **streamed.info()}

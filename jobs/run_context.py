@@ -31,6 +31,7 @@ from alma.core.manifest import (
 )
 from alma.core.run_layout import RunLayout
 from alma.core.storage import RemoteRunFolder, is_uri
+from alma.jobs.apps import Apps
 from alma.jobs.progress import stage_running
 
 T = TypeVar("T")
@@ -54,11 +55,13 @@ class RunContext:
     remote: RemoteRunFolder | None = None  # the run folder at cfg.out_dir when that is a URI
     force: bool = False  # keep stages committed under another config (`alma run --force`)
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage label -> rows that failed for good
+    apps: Apps = field(init=False)  # the Serve apps the stages stream through, deployed on first need
 
     def __post_init__(self) -> None:
         # Absolute, because checkpoint paths are handed to replicas and workers with other cwds.
         self.run_dir = self.run_dir.resolve()
         self.config_hash = self.cfg.fingerprint()
+        self.apps = Apps(self.cfg)
         if self.cfg.out_dir and is_uri(self.cfg.out_dir):
             self.remote = RemoteRunFolder(self.cfg.out_dir, self.run_dir)
 
