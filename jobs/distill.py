@@ -25,8 +25,9 @@ from alma.jobs.streaming import stream_through
 DISTILLED = "judge-distilled"
 
 
-def label_stage(ctx: RunContext, responses: Path, judge: Path, rubric: str) -> Path:
-    """Commit judge-distill/: M sampled round responses with the judge's expected score and distribution."""
+def label_stage(ctx: RunContext, responses: Path, judge: Path) -> Path:
+    """Commit judge-distill/: M sampled round responses with the expected score and distribution of the judge
+    at `judge` (its app deployed by the stage, jobs/apps.py, with the run's rubric)."""
     out = ctx.layout.distill_labels
 
     def build(w: StageWriter) -> None:
@@ -63,5 +64,5 @@ def self_distill(ctx: RunContext, responses: Path, judge: Path, rubric: str) -> 
     """The judge to score rounds with: `judge` itself when judge.distill_responses is 0, else the distilled one."""
     if ctx.cfg.judge.distill_responses == 0:
         return judge
-    labels = label_stage(ctx, responses, judge, rubric)
+    labels = label_stage(ctx, responses, judge)
     return train_stage(ctx, DISTILLED, judge, distill_rows(ctx, labels, rubric), ctx.cfg.seed, judge=True)
