@@ -36,34 +36,42 @@ class Apps:
             start_serve()
             self._serve_started = True
 
-    def _make_room(self, count: int = 1) -> None:
+    def _make_room(self, replicas: int, callers: bool = True) -> None:
+        """End the asking thread's warm group if `replicas` replica bundles, and a stream's caller actors, would
+        not fit beside it. The callers are asked for on every stream, not only with a deployment: the warm
+        group may have been restarted beside the replicas since (a training between two streams)."""
         from alma.cluster.serve_apps import replica_bundle
+        from alma.jobs.streaming import CALLER_CPUS
         from alma.jobs.warm_training import current_trainers
 
         warm = current_trainers()
         if warm is not None:
-            warm.make_room(*[replica_bundle(self.cfg)] * count)
+            bundles = [replica_bundle(self.cfg)] * replicas
+            if callers:
+                bundles += [{"CPU": CALLER_CPUS}] * self.cfg.serve.data_concurrency
+            warm.make_room(*bundles)
 
     def generator(self) -> None:
-        """The multiplexed generator app (every checkpoint a round samples from)."""
+        """The multiplexed generator app (every checkpoint a round samples from), and room to stream to it."""
         from alma.cluster.serve_apps import deploy_generator
 
         with self._lock:
+            self._make_room(0 if self._generator else 1)
             if not self._generator:
                 self._serve()
-                self._make_room()
                 deploy_generator(self.cfg)
                 self._generator = True
 
     def judge(self, location: str) -> None:
-        """The judge app serving the checkpoint at `location` (redeployed in place when it changes)."""
+        """The judge app serving the checkpoint at `location` (redeployed in place when it changes: Serve starts
+        the new replica before it stops the old one), and room to stream to it."""
         from alma.cluster.serve_apps import deploy_judge
         from alma.core.judge_prompt import load_rubric
 
         with self._lock:
+            self._make_room(0 if self._judge == location else 1)
             if self._judge != location:
                 self._serve()
-                self._make_room()
                 if self.rubric is None:
                     self.rubric = load_rubric(self.cfg.judge.rubric)
                 deploy_judge(self.cfg, location, self.rubric)
@@ -71,4 +79,4 @@ class Apps:
 
     def embedders(self) -> None:
         """Room for the pool's embedding actors (a replica's bundle each), which Ray Data starts itself."""
-        self._make_room(self.cfg.pool.embed_actors)
+        self._make_room(self.cfg.pool.embed_actors, callers=False)

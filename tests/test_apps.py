@@ -24,7 +24,7 @@ class _Warm:
         self.seen = seen
 
     def make_room(self, *bundles):
-        self.seen.append(("room", len(bundles)))
+        self.seen.append(("room", sum(b["CPU"] == 0.5 for b in bundles), sum(b["CPU"] == 0.05 for b in bundles)))
         return False
 
 
@@ -55,11 +55,17 @@ def test_a_stage_that_is_never_built_deploys_nothing(calls, tmp_path):
     assert calls == [], "a committed stage's build does not run, so its app is never deployed"
 
 
-def test_the_warm_group_makes_room_before_each_deployment(calls, monkeypatch):
+def test_the_warm_group_makes_room_before_each_deployment_and_each_stream(calls, monkeypatch):
+    """("room", replicas, callers): a new replica's bundle (0.5 CPU in the tiny preset) with the stream's
+    caller actors (0.05 CPU each, serve.data_concurrency of them); an app already up asks for the callers
+    alone, since the warm group may have been restarted beside it (a training between two streams)."""
     monkeypatch.setattr("alma.jobs.warm_training.current_trainers", lambda: _Warm(calls))
-    cfg = load_config("tiny", overrides=["pool.embed_actors=3"])
+    cfg = load_config("tiny", overrides=["pool.embed_actors=3", "serve.data_concurrency=2"])
     apps = Apps(cfg, rubric="scale")
     apps.generator()
     apps.embedders()
+    apps.generator()
     apps.judge("j")
-    assert calls == [("serve",), ("room", 1), ("generator",), ("room", 3), ("room", 1), ("judge", "j", "scale")]
+    apps.judge("j")
+    assert calls == [("room", 1, 2), ("serve",), ("generator",), ("room", 3, 0), ("room", 0, 2),
+                     ("room", 1, 2), ("judge", "j", "scale"), ("room", 0, 2)]
