@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alma.config import AlmaConfig, TrainConfig
 from alma.core.judge_prompt import judge_messages, judge_target
 from alma.core.console import say
 from alma.core.judge_split import split_by_prompt
@@ -81,6 +82,11 @@ def _model_file(rel: Path) -> bool:
         and rel.name != "manifest.json"
 
 
+def train_settings(cfg: AlmaConfig, judge: bool) -> TrainConfig:
+    """The training settings of a policy training, or with `judge` of a judge training."""
+    return cfg.judge_train if judge else cfg.train
+
+
 def train_stage(ctx: RunContext, name: str, base: Path, rows: list[dict], seed: int, judge: bool = False,
                 round: int | None = None) -> Path:
     """Commit checkpoints/<name>: the training data, the fine-tuned weights and their metrics."""
@@ -89,7 +95,7 @@ def train_stage(ctx: RunContext, name: str, base: Path, rows: list[dict], seed: 
     def build(w: StageWriter) -> None:
         data = w.path / DATA_FILE
         pq.write_table(training_table(rows), data)
-        train = ctx.cfg.judge_train if judge else ctx.cfg.train
+        train = train_settings(ctx.cfg, judge)
         metrics = train_sft(name, ctx.stage_location(base), data, w.path, train, seed, ctx.train_storage,
                             ctx.cfg.model.trust_remote_code)
         w.rows = len(rows)
@@ -171,7 +177,7 @@ def train_together(ctx: RunContext, base: Path, trainings: list[Training],
         if t.name in done:
             _train(ctx, base, t)  # says it is committed, skips it
     todo = [t for t in trainings if t.name not in done]
-    settings = [ctx.cfg.judge_train if t.judge else ctx.cfg.train for t in todo]
+    settings = [train_settings(ctx.cfg, t.judge) for t in todo]
     bundles = [[worker_bundle(train)] * train.num_workers for train in settings]
     groups: list[list[int]] = []
     if todo:
@@ -203,7 +209,7 @@ def warm_pick(ctx: RunContext, wave: list[Training]) -> Training | None:
     if current_trainers() is None:
         return None
     rounds = shape_key(ctx.cfg.train)
-    return next((t for t in wave if shape_key(ctx.cfg.judge_train if t.judge else ctx.cfg.train) == rounds), None)
+    return next((t for t in wave if shape_key(train_settings(ctx.cfg, t.judge)) == rounds), None)
 
 
 def _run_wave(ctx: RunContext, base: Path, wave: list[Training]) -> None:
