@@ -24,7 +24,6 @@ class Apps:
         self.cfg = cfg
         self.rubric = rubric  # the judge's scale text; None: read from judge.rubric when the judge is deployed
         self._lock = threading.Lock()
-        self._serve_started = False
         self._generator = False
         self._judge: str | None = None  # the checkpoint location the judge app serves
 
@@ -32,9 +31,8 @@ class Apps:
         """Serve itself, started with the first app (a run that deploys none never starts it)."""
         from alma.cluster.serve_apps import start_serve
 
-        if not self._serve_started:
+        if not self._generator and self._judge is None:
             start_serve()
-            self._serve_started = True
 
     def _make_room(self, replicas: int, callers: bool = True) -> None:
         """End the asking thread's warm group if `replicas` replica bundles, and a stream's caller actors, would

@@ -59,7 +59,6 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
     above this one."""
     from alma.cluster.local import start_ray, stop_ray
     from alma.cluster.serve_apps import delete_apps
-    from alma.jobs.apps import Apps
     from alma.jobs.distill import self_distill
     from alma.jobs.initial_models import base_stage, initial_models
     from alma.jobs.beside import Beside
@@ -82,7 +81,7 @@ def run(cfg: AlmaConfig, force: bool = False, finish: Callable[[RunContext], obj
     check_run_folder(cfg.run_dir(), seeds, force)
     started = time.time()
     ctx = RunContext(cfg, cfg.run_dir())
-    ctx.apps = Apps(cfg, rubric)  # the rubric read (and checked) above
+    ctx.apps.rubric = rubric  # the judge's scale, as read (and checked) above
     ctx.open(force=force)
     ctx.write_json(ctx.layout.seeds, seeds)
     report_drops(ctx, seed_sets)  # the rejects files go in the run folder, so only once it exists
