@@ -159,17 +159,6 @@ class Cluster:
             raise RuntimeError(res.stdout[-2000:] + res.stderr[-2000:])
         return {a["node_id"] for a in json.loads(res.stdout) if class_name_part in a["class_name"]}
 
-    def wait_for_log(self, node: Node, text: str, timeout: float = 120) -> None:
-        """Wait until `node`'s log holds `text` (`ray start` prints "Ray runtime started" once its node runs)."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if text in node.log.read_text(errors="replace"):
-                return
-            if node.proc.poll() is not None:
-                raise RuntimeError(f"node {node.name} ended before {text!r}: {node.log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        raise TimeoutError(f"no {text!r} in {node.log} after {timeout} s")
-
     def wait_for_nodes(self, count: int, timeout: float = 180) -> list[dict]:
         deadline = time.time() + timeout
         alive: list[dict] = []
@@ -219,9 +208,9 @@ def start_cluster(root: Path, workers: int = 2, head_cpus: int = 1, worker_cpus:
     cluster = Cluster(private, gcs, f"http://127.0.0.1:{free_port()}", env, root)
     try:
         head = cluster.start_node("head", head_cpus, worker=False, head=True)
-        # The workers join once the head's GCS is up; `ray list nodes` would also wait for its dashboard,
-        # which comes up 30-40 s later on 2 loaded cores, while the workers could already be starting.
-        cluster.wait_for_log(head, "Ray runtime started")
+        # The workers join once the head's GCS is up (`ray start` says "Ray runtime started"); `ray list nodes`
+        # would also wait for its dashboard, 30-40 s later on 2 loaded cores.
+        wait_for_text(head.log, "Ray runtime started", head.proc, head.log, timeout=120)
         for i in range(1, workers + 1):
             cluster.start_node(f"worker-{i}", worker_cpus)
         cluster.wait_for_nodes(1 + workers)
@@ -229,6 +218,20 @@ def start_cluster(root: Path, workers: int = 2, head_cpus: int = 1, worker_cpus:
         cluster.stop()
         raise
     return cluster
+
+
+def wait_for_text(log: Path, text: str, proc: subprocess.Popen, proc_log: Path, after: int = 0,
+                  timeout: float = 600) -> float:
+    """Wait until `log` holds `text` past its first `after` characters while `proc` (whose output is in
+    `proc_log`) runs; the time it was seen."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if log.is_file() and text in log.read_text(errors="replace")[after:]:
+            return time.time()
+        if proc.poll() is not None:
+            raise AssertionError(f"{proc.args[0]} ended before {text!r}:\n{proc_log.read_text()[-5000:]}")
+        time.sleep(0.2)
+    raise TimeoutError(f"no {text!r} in {log} after {timeout} s")
 
 
 @dataclass

@@ -13,7 +13,6 @@ path outside the run folder fails here.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from e2e_run import copy_before_round
-from multinode import WORKER, Cluster, namespaces_available, remove, start_cluster, start_object_store, store_copy
+from multinode import (WORKER, Cluster, namespaces_available, remove, start_cluster, start_object_store, store_copy,
+                       wait_for_text)
 
 from alma.actors.apps import GENERATOR_APP
 from alma.core.manifest import read_manifest
@@ -144,20 +144,6 @@ def test_the_generator_scales_out_across_nodes_and_back(cluster, store_run):
           f"back to 1 in {line['scaled_down_s']} s idle")
 
 
-def _wait_for_line(log: Path, text: str, job: subprocess.Popen, job_log: Path, after: int = 0,
-                   timeout: float = 600) -> float:
-    """Wait until the driver's log holds `text` past its first `after` characters (what earlier drivers of
-    the run wrote); the time it was seen."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if log.is_file() and text in log.read_text()[after:]:
-            return time.time()
-        if job.poll() is not None:
-            raise AssertionError(f"the job ended before {text!r}:\n{job_log.read_text()[-5000:]}")
-        time.sleep(0.5)
-    raise TimeoutError(f"no {text!r} in {log} after {timeout} s")
-
-
 def test_losing_a_worker_node_mid_stream_and_mid_training(cluster, store_run, tmp_path):
     """Round 2 of a local copy of the shared run, resumed as a Ray job with the run folder on a folder
     every node sees (the shared-folder flavour, as on an NFS volume). While its responses stream, the node
@@ -170,7 +156,7 @@ def test_losing_a_worker_node_mid_stream_and_mid_training(cluster, store_run, tm
     before = len(driver_log.read_text()) if driver_log.is_file() else 0  # the copied run's own lines
     job = cluster.submit_async([sys.executable, "-m", "alma.cli", "run", "--resume", str(run)], job_log)
     try:
-        _wait_for_line(driver_log, "round 2 responses: started", job, job_log, before)
+        wait_for_text(driver_log, "round 2 responses: started", job, job_log, before)
         # The stream has started and its first calls are on their way to the replica, which is still loading
         # the round's three checkpoints (several seconds), so none of its answers can be back yet.
         time.sleep(1)
@@ -178,9 +164,9 @@ def test_losing_a_worker_node_mid_stream_and_mid_training(cluster, store_run, tm
         lost_at = time.time()
         cluster.kill(cluster.node_named(replica))
         cluster.start_node("worker-3", 3)
-        streamed_at = _wait_for_line(driver_log, "round 2 responses: committed", job, job_log, before)
+        streamed_at = wait_for_text(driver_log, "round 2 responses: committed", job, job_log, before)
 
-        _wait_for_line(driver_log, "train round-2: started", job, job_log, before)
+        wait_for_text(driver_log, "train round-2: started", job, job_log, before)
         deadline = time.time() + 180
         while len(trainers := cluster.actor_nodes("RayTrainWorker")) < 2:  # the worker group is up
             assert time.time() < deadline and job.poll() is None, (trainers, job_log.read_text()[-3000:])
@@ -192,7 +178,7 @@ def test_losing_a_worker_node_mid_stream_and_mid_training(cluster, store_run, tm
         train_lost_at = time.time()
         cluster.kill(cluster.node_named(sorted(trainers)[0]))
         cluster.start_node("worker-4", 3)
-        trained_at = _wait_for_line(driver_log, "train round-2: committed", job, job_log, before)
+        trained_at = wait_for_text(driver_log, "train round-2: committed", job, job_log, before)
         assert job.wait(timeout=600) == 0, job_log.read_text()[-5000:]
     finally:
         if job.poll() is None:
