@@ -16,13 +16,9 @@ def alma_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     built seed set) never lands in the user's ~/.cache/alma, and no test passes because an earlier session
     left something there."""
     cache = tmp_path_factory.mktemp("alma-cache")
-    before = os.environ.get("ALMA_CACHE")
-    os.environ["ALMA_CACHE"] = str(cache)
-    yield cache
-    if before is None:
-        os.environ.pop("ALMA_CACHE", None)
-    else:
-        os.environ["ALMA_CACHE"] = before
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ALMA_CACHE", str(cache))
+        yield cache
 
 
 @pytest.fixture(scope="session")
